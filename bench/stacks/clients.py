@@ -1,0 +1,134 @@
+"""Pooled keep-alive upstream clients behind one tiny interface, selected by STACK_CLIENT.
+
+Each client is created lazily inside the server's running event loop (servers differ in when
+their loop exists) and reused for every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from hotpath import UPSTREAM_HEADERS, UPSTREAM_JSON, UPSTREAM_PATH, UPSTREAM_SSE
+
+POOL = 256
+
+
+class Upstream(Protocol):
+    async def post(self, body: bytes) -> bytes: ...
+
+    def stream(self, body: bytes) -> AsyncIterator[bytes]: ...
+
+
+class AiohttpUpstream:
+    def __init__(self) -> None:
+        import aiohttp
+
+        conn = aiohttp.TCPConnector(limit=POOL, limit_per_host=POOL, keepalive_timeout=300, ttl_dns_cache=None)
+        self._s = aiohttp.ClientSession(
+            connector=conn,
+            headers=UPSTREAM_HEADERS,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=60),
+        )
+        self._json_url = UPSTREAM_JSON + UPSTREAM_PATH
+        self._sse_url = UPSTREAM_SSE + UPSTREAM_PATH
+
+    async def post(self, body: bytes) -> bytes:
+        async with self._s.post(self._json_url, data=body) as r:
+            return await r.read()
+
+    async def stream(self, body: bytes) -> AsyncIterator[bytes]:
+        async with self._s.post(self._sse_url, data=body) as r:
+            async for chunk in r.content.iter_any():
+                yield chunk
+
+
+class HttpxUpstream:
+    """httpx (module name given so httpx and the httpx2 fork can both be measured)."""
+
+    def __init__(self, module: str = "httpx") -> None:
+        mod: Any = __import__(module)
+        limits = mod.Limits(max_connections=POOL, max_keepalive_connections=POOL, keepalive_expiry=300)
+        self._c = mod.AsyncClient(headers=UPSTREAM_HEADERS, limits=limits, timeout=60)
+        self._json_url = UPSTREAM_JSON + UPSTREAM_PATH
+        self._sse_url = UPSTREAM_SSE + UPSTREAM_PATH
+
+    async def post(self, body: bytes) -> bytes:
+        r = await self._c.post(self._json_url, content=body)
+        return r.content  # type: ignore[no-any-return]
+
+    async def stream(self, body: bytes) -> AsyncIterator[bytes]:
+        async with self._c.stream("POST", self._sse_url, content=body) as r:
+            async for chunk in r.aiter_raw():
+                yield chunk
+
+
+class PyreqwestUpstream:
+    def __init__(self) -> None:
+        from pyreqwest.client import ClientBuilder  # type: ignore[import-not-found]
+
+        self._c: Any = (
+            ClientBuilder().default_headers(UPSTREAM_HEADERS).max_connections(POOL).error_for_status(True).build()
+        )
+        self._json_url = UPSTREAM_JSON + UPSTREAM_PATH
+        self._sse_url = UPSTREAM_SSE + UPSTREAM_PATH
+
+    async def post(self, body: bytes) -> bytes:
+        r = await self._c.post(self._json_url).body_bytes(body).build().send()
+        return bytes(await r.bytes())
+
+    async def stream(self, body: bytes) -> AsyncIterator[bytes]:
+        async with self._c.post(self._sse_url).body_bytes(body).build_streamed() as r:
+            while (chunk := await r.body_reader.read_chunk()) is not None:
+                yield bytes(chunk)
+
+
+class AiosonicUpstream:
+    def __init__(self) -> None:
+        import aiosonic  # type: ignore[import-not-found]
+        from aiosonic.connectors import TCPConnector  # type: ignore[import-not-found]
+        from aiosonic.pools import PoolConfig  # type: ignore[import-not-found]
+
+        conn = TCPConnector(pool_configs={":default": PoolConfig(size=POOL)})
+        self._c: Any = aiosonic.HTTPClient(connector=conn)
+        self._json_url = UPSTREAM_JSON + UPSTREAM_PATH
+        self._sse_url = UPSTREAM_SSE + UPSTREAM_PATH
+
+    async def post(self, body: bytes) -> bytes:
+        r = await self._c.post(self._json_url, data=body, headers=UPSTREAM_HEADERS)
+        return bytes(await r.content())
+
+    async def stream(self, body: bytes) -> AsyncIterator[bytes]:
+        r = await self._c.post(self._sse_url, data=body, headers=UPSTREAM_HEADERS)
+        async for chunk in r.read_chunks():
+            yield bytes(chunk)
+
+
+_client: Upstream | None = None
+_lock: asyncio.Lock | None = None
+
+
+def make(name: str) -> Upstream:
+    if name == "aiohttp":
+        return AiohttpUpstream()
+    if name in ("httpx", "httpx2"):
+        return HttpxUpstream(name)
+    if name == "pyreqwest":
+        return PyreqwestUpstream()
+    if name == "aiosonic":
+        return AiosonicUpstream()
+    if name == "raw":
+        from rawclient import RawUpstream
+
+        return RawUpstream()
+    raise ValueError(f"unknown STACK_CLIENT {name!r}")
+
+
+def get(name: str) -> Upstream:
+    global _client
+    if _client is None:
+        _client = make(name)
+    return _client

@@ -1,0 +1,31 @@
+"""Granian RSGI pass-through proxy."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import clients
+from hotpath import SSERewriter, build_response, build_upstream_body
+
+CLIENT = os.environ.get("STACK_CLIENT", "aiohttp")
+JSON_HEADERS = [("content-type", "application/json")]
+SSE_HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
+
+
+async def app(scope: Any, proto: Any) -> None:
+    body = await proto()
+    upstream = clients.get(CLIENT)
+    new_body, stream = build_upstream_body(body)
+    if not stream:
+        proto.response_bytes(200, JSON_HEADERS, build_response(await upstream.post(new_body)))
+        return
+    tx = proto.response_stream(200, SSE_HEADERS)
+    rw = SSERewriter()
+    async for chunk in upstream.stream(new_body):
+        data = rw.feed(chunk)
+        if data:
+            await tx.send_bytes(data)
+    tail = rw.flush()
+    if tail:
+        await tx.send_bytes(tail)

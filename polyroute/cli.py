@@ -1,0 +1,99 @@
+"""The `polyroute` command: serve, emulate, router, and the admin commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+# Subcommands that live with their feature; each module offers `register(subparsers)`.
+_FEATURE_COMMANDS = (
+    "polyroute.emulators.cli",
+    "polyroute.learned_router.cli",
+    "polyroute.governance.cli",
+    "polyroute.evaluation.cli",
+)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from polyroute.config.load import ConfigError
+    from polyroute.server.factory import CONFIG_ENV, resolve_config
+
+    try:
+        cfg, digest, source = resolve_config(args.config)
+    except ConfigError as exc:
+        print(f"polyroute: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    host = args.host or cfg.server.host
+    port = args.port or cfg.server.port
+    workers = args.workers or cfg.server.workers
+    if args.config:
+        os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    else:
+        os.environ.pop(CONFIG_ENV, None)
+    models = ", ".join(sorted(cfg.models)) or "none"
+    print(f"polyroute: config {source} (hash {digest}); models: {models}", file=sys.stderr)
+    print(f"polyroute: listening on http://{host}:{port} with {workers} worker(s)", file=sys.stderr)
+    uvicorn.run(
+        "polyroute.server.factory:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polyroute", description="A self-hosted AI gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="start the gateway")
+    serve.add_argument("--config", "-c", help="YAML config file (default: in-house model + vendor keys in env)")
+    serve.add_argument("--host", help="address to bind (default from config, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default from config, 8080)")
+    serve.add_argument("--workers", type=int, help="worker processes (default from config, 1)")
+    serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=_serve)
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("config")
+    check.set_defaults(func=_check_config)
+    for module in _FEATURE_COMMANDS:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        mod.register(sub)
+    return parser
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from polyroute.config.load import ConfigError, load_config
+
+    try:
+        cfg, digest = load_config(args.config)
+    except ConfigError as exc:
+        print(f"polyroute: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.config}: ok ({len(cfg.providers)} providers, {len(cfg.models)} models, hash {digest})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

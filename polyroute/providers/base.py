@@ -1,0 +1,249 @@
+"""The one small interface every provider adapter implements.
+
+A provider translates canonical requests into one vendor's wire format and back. It owns its
+pooled HTTP client (created once at start-up, reused for every call) and maps the vendor's errors
+to `polyroute.core.errors` at the boundary. Everything else (routing, retries, limits, ledger)
+lives outside and never sees a vendor's payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import aiohttp
+import orjson
+
+from polyroute.core import errors as e
+from polyroute.core import types as t
+
+if TYPE_CHECKING:
+    from polyroute.config.schema import ProviderConfig
+    from polyroute.core.deployment import Deployment
+
+
+class Capabilities:
+    """What a provider type can do; routing checks a request against it before choosing."""
+
+    __slots__ = ("chat", "embeddings", "images", "json_schema", "logprobs", "n", "tools")
+
+    def __init__(
+        self,
+        *,
+        chat: bool = True,
+        embeddings: bool = False,
+        tools: bool = True,
+        json_schema: bool = True,
+        images: bool = True,
+        logprobs: bool = False,
+        n: bool = False,
+    ) -> None:
+        self.chat = chat
+        self.embeddings = embeddings
+        self.tools = tools
+        self.json_schema = json_schema
+        self.images = images
+        self.logprobs = logprobs
+        self.n = n
+
+
+class Provider:
+    type: ClassVar[str]
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        self.name = name
+        self.config = config
+
+    async def start(self) -> None:
+        """Open pools, load models. Called once, inside the running event loop."""
+
+    async def close(self) -> None:
+        """Release pools; called on shutdown."""
+
+    async def chat(self, req: t.ChatRequest, dep: Deployment) -> t.ChatResponse:
+        raise e.InvalidRequest(f"provider '{self.name}' ({self.type}) does not serve chat completions")
+
+    def stream(self, req: t.ChatRequest, dep: Deployment) -> AsyncIterator[t.StreamEvent]:
+        """An async iterator of events. The upstream call happens on the first `__anext__`, and
+        any error raised before the first event leaves the gateway free to fail over."""
+        raise e.InvalidRequest(f"provider '{self.name}' ({self.type}) does not stream chat completions")
+
+    async def embed(self, req: t.EmbeddingRequest, dep: Deployment) -> t.EmbeddingResponse:
+        raise e.InvalidRequest(f"provider '{self.name}' ({self.type}) does not serve embeddings")
+
+    def unsupported(self, req: t.ChatRequest) -> list[str]:
+        """Request features this provider cannot honour (names of parameters)."""
+        caps = self.capabilities
+        bad: list[str] = []
+        if req.tools and not caps.tools:
+            bad.append("tools")
+        if req.response_format is not None and req.response_format.type == "json_schema" and not caps.json_schema:
+            bad.append("response_format")
+        if req.logprobs and not caps.logprobs:
+            bad.append("logprobs")
+        if req.n > 1 and not caps.n:
+            bad.append("n")
+        if not caps.images and req.has_images():
+            bad.append("image content")
+        return bad
+
+
+class HTTPProvider(Provider):
+    """A provider that speaks HTTP through one pooled keep-alive session."""
+
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        super().__init__(name, config)
+        self._session: aiohttp.ClientSession | None = None
+        to = config.timeouts
+        # sock_read bounds the silence between two reads, which is exactly the idle gap between
+        # stream chunks; the total per-request deadline is enforced by the caller.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=to.connect, sock_read=to.idle)
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self.config.max_connections, keepalive_timeout=30, ttl_dns_cache=300, enable_cleanup_closed=True
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            json_serialize=lambda o: orjson.dumps(o).decode(),
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+            headers={"User-Agent": "polyroute/0.1", **(self.config.headers or {})},
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise e.Unavailable(f"provider '{self.name}' is not started")
+        return self._session
+
+    async def post_json(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> Any:
+        """POST JSON, return the decoded JSON body, or raise the mapped error."""
+        data = orjson.dumps(body)
+        try:
+            async with self.session.post(
+                url, data=data, headers={**headers, "Content-Type": "application/json"}
+            ) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise self.map_error(resp.status, raw, resp.headers)
+        except aiohttp.ClientError as exc:
+            raise self.connection_error(exc) from None
+        except TimeoutError:
+            raise e.UpstreamTimeout(f"provider '{self.name}' timed out", provider=self.name) from None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise e.UpstreamError(
+                f"provider '{self.name}' returned a body that is not JSON: {raw[:200]!r}", provider=self.name
+            ) from None
+
+    async def open_stream(
+        self, url: str, body: dict[str, Any], headers: dict[str, str]
+    ) -> aiohttp.ClientResponse:
+        """Start a streaming POST; raises the mapped error unless the upstream answered 2xx."""
+        try:
+            resp = await self.session.post(
+                url, data=orjson.dumps(body), headers={**headers, "Content-Type": "application/json"}
+            )
+        except aiohttp.ClientError as exc:
+            raise self.connection_error(exc) from None
+        except TimeoutError:
+            raise e.UpstreamTimeout(f"provider '{self.name}' timed out", provider=self.name) from None
+        if resp.status >= 400:
+            try:
+                raw = await resp.read()
+            except (aiohttp.ClientError, TimeoutError):
+                raw = b""
+            finally:
+                resp.release()
+            raise self.map_error(resp.status, raw, resp.headers)
+        return resp
+
+    def connection_error(self, exc: BaseException) -> e.GatewayError:
+        if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+            return e.UpstreamTimeout(f"provider '{self.name}' timed out ({exc})", provider=self.name)
+        return e.UpstreamError(
+            f"provider '{self.name}' connection failed: {type(exc).__name__}: {exc}", provider=self.name
+        )
+
+    def error_message(self, raw: bytes) -> str:
+        """The vendor's error message, whatever the vendor's error shape."""
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return raw[:300].decode("utf-8", "replace") or "(empty body)"
+        err = body.get("error") if isinstance(body, dict) else None
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            return str(body["message"])
+        return raw[:300].decode("utf-8", "replace")
+
+    def map_error(self, status: int, raw: bytes, headers: Any) -> e.GatewayError:
+        msg = f"provider '{self.name}' returned HTTP {status}: {self.error_message(raw)}"
+        retry_after = parse_retry_after(headers)
+        if status == 429:
+            return e.RateLimited(msg, provider=self.name, retry_after=retry_after)
+        if status in (401, 403):
+            # The gateway's own upstream credentials were refused: not the caller's fault, and
+            # another deployment may hold valid ones, so this fails over like a server error.
+            return e.UpstreamError(
+                f"provider '{self.name}' rejected the gateway's credentials (HTTP {status}); check its api_key",
+                provider=self.name,
+            )
+        if status == 529 or status == 503:
+            return e.UpstreamOverloaded(msg, provider=self.name, retry_after=retry_after)
+        if status == 408 or status == 504:
+            return e.UpstreamTimeout(msg, provider=self.name)
+        if status >= 500:
+            return e.UpstreamError(msg, provider=self.name, retry_after=retry_after)
+        return e.client_error_for_status(status)(msg, provider=self.name, status=status)
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    ra = headers.get("retry-after")
+    if not ra:
+        return None
+    try:
+        return max(0.0, float(ra))
+    except ValueError:
+        return None  # HTTP-date form: rare from AI vendors; fall back to our own backoff
+
+
+async def iter_sse(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, bytes]]:
+    """Server-sent events from a response: yields (event name, data bytes) per event."""
+    event: str | None = None
+    data: list[bytes] = []
+    async for raw in resp.content:
+        line = raw.rstrip(b"\r\n")
+        if not line:
+            if data:
+                yield event, b"\n".join(data)
+            event, data = None, []
+            continue
+        if line.startswith(b"data:"):
+            data.append(line[6:] if line[5:6] == b" " else line[5:])
+        elif line.startswith(b"event:"):
+            event = line[6:].strip().decode()
+        # comments (":") and id/retry fields carry nothing a gateway needs
+    if data:
+        yield event, b"\n".join(data)

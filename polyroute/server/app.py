@@ -1,0 +1,227 @@
+"""The ASGI application: a table of routes in front of the gateway's one request path."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from polyroute.core import errors as e
+from polyroute.core.context import RequestContext
+from polyroute.core.gateway import Gateway
+from polyroute.inbound import openai_embeddings
+from polyroute.inbound.api import ChatAPI, StreamRenderer
+from polyroute.inbound.openai_chat import OpenAIChatAPI
+from polyroute.inbound.openai_chat import error_body as openai_error_body
+from polyroute.server.http import (
+    SSE_HEADERS,
+    ClientDisconnected,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    header,
+    new_request_id,
+    read_body,
+    send_json,
+    send_stream,
+)
+
+log = logging.getLogger("polyroute.server")
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def api_key_of(scope: Scope) -> str | None:
+    """The caller's key from any of the headers the vendors' SDKs use."""
+    auth = header(scope, b"authorization")
+    if auth is not None:
+        scheme, _, token = auth.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and token:
+            return token.strip()
+    for name in (b"x-api-key", b"api-key", b"x-goog-api-key"):
+        v = header(scope, name)
+        if v:
+            return v.decode("latin-1")
+    return None
+
+
+def error_headers(err: e.GatewayError, ctx: RequestContext | None) -> Headers:
+    h: Headers = ctx.served_headers() if ctx is not None else []
+    if not err.retryable:
+        # The official SDKs obey this and do not retry what cannot succeed.
+        h.append((b"x-should-retry", b"false"))
+    if err.retry_after is not None:
+        h.append((b"retry-after", str(max(1, round(err.retry_after))).encode()))
+    return h
+
+
+class App:
+    def __init__(self, gateway: Gateway, *, max_body_bytes: int | None = None) -> None:
+        self.gateway = gateway
+        self.max_body = max_body_bytes or gateway.config.server.max_body_bytes
+        self.openai = OpenAIChatAPI()
+        self.routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/v1/chat/completions"): self.openai_chat,
+            ("POST", "/v1/embeddings"): self.embeddings,
+            ("GET", "/v1/models"): self.models,
+            ("GET", "/health/live"): self.live,
+            ("GET", "/health/ready"): self.ready,
+        }
+        self.anthropic: ChatAPI | None = None
+        try:
+            from polyroute.inbound.anthropic_messages import AnthropicMessagesAPI
+        except ImportError:  # the Anthropic inbound API is optional while it is being built
+            pass
+        else:
+            self.anthropic = AnthropicMessagesAPI()
+            self.routes[("POST", "/v1/messages")] = self.anthropic_messages
+            self.routes[("POST", "/v1/messages/count_tokens")] = self.anthropic_count_tokens
+        self.started = False
+
+    def add_route(self, method: str, path: str, handler: Handler) -> None:
+        self.routes[(method, path)] = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            handler = self.routes.get((scope["method"], path))
+            if handler is None:
+                await self.not_found(scope, receive, send)
+                return
+            await handler(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    await self.gateway.start()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                self.started = True
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.gateway.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # --- chat -------------------------------------------------------------------------------
+
+    async def openai_chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.chat(self.openai, scope, receive, send)
+
+    async def anthropic_messages(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.anthropic is not None
+        await self.chat(self.anthropic, scope, receive, send)
+
+    async def chat(self, api: ChatAPI, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = RequestContext(new_request_id(), api.name, api_key_of(scope))
+        try:
+            body = await read_body(scope, receive, self.max_body)
+            req = api.parse(body)
+            if req.stream:
+                events = await self.gateway.open_chat_stream(req, ctx)
+                renderer = api.stream_renderer(req)
+                await send_stream(
+                    receive, send, SSE_HEADERS + ctx.served_headers(), self._sse(events, renderer, ctx), lambda: None
+                )
+            else:
+                resp = await self.gateway.chat(req, ctx)
+                await send_json(send, 200, api.render(resp, req), ctx.served_headers())
+        except e.GatewayError as err:
+            await send_json(send, err.status, api.error_body(err), error_headers(err, ctx))
+        except ClientDisconnected:
+            return
+        except Exception:
+            log.exception("unexpected error in request %s", ctx.request_id)
+            err = e.GatewayError(f"internal error (request id {ctx.request_id})")
+            await send_json(send, 500, api.error_body(err), error_headers(err, ctx))
+
+    async def _sse(
+        self, events: AsyncIterator[Any], renderer: StreamRenderer, ctx: RequestContext
+    ) -> AsyncIterator[bytes]:
+        try:
+            async for ev in events:
+                yield renderer.render(ev)
+            yield renderer.done()
+        except e.GatewayError as err:
+            yield renderer.error(err)
+        except Exception:
+            log.exception("unexpected error while streaming request %s", ctx.request_id)
+            yield renderer.error(e.GatewayError(f"internal error (request id {ctx.request_id})"))
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def anthropic_count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from polyroute.inbound.anthropic_messages import count_tokens_response
+
+        assert self.anthropic is not None
+        try:
+            body = await read_body(scope, receive, self.max_body)
+            await send_json(send, 200, count_tokens_response(body, self.gateway))
+        except e.GatewayError as err:
+            await send_json(send, err.status, self.anthropic.error_body(err), error_headers(err, None))
+        except ClientDisconnected:
+            return
+
+    # --- embeddings, models, health ---------------------------------------------------------
+
+    async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = RequestContext(new_request_id(), "openai", api_key_of(scope))
+        try:
+            body = await read_body(scope, receive, self.max_body)
+            req, encoding = openai_embeddings.parse_request(body)
+            resp = await self.gateway.embed(req, ctx)
+            await send_json(
+                send, 200, openai_embeddings.render_response(resp, req.model, encoding), ctx.served_headers()
+            )
+        except e.GatewayError as err:
+            await send_json(send, err.status, openai_error_body(err), error_headers(err, ctx))
+        except ClientDisconnected:
+            return
+        except Exception:
+            log.exception("unexpected error in request %s", ctx.request_id)
+            err = e.GatewayError(f"internal error (request id {ctx.request_id})")
+            await send_json(send, 500, openai_error_body(err), error_headers(err, ctx))
+
+    async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        now = int(time.time())
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": now,
+                "owned_by": ",".join(sorted({d.provider.config.type for d in r.deployments})),
+            }
+            for name, r in sorted(self.gateway.catalog.routes.items())
+        ]
+        await send_json(send, 200, {"object": "list", "data": data})
+
+    async def live(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, {"status": "ok"})
+
+    async def ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status = 200 if self.started else 503
+        await send_json(
+            send,
+            status,
+            {"status": "ready" if self.started else "starting", "config_hash": self.gateway.config_hash},
+        )
+
+    async def not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        if any(p == path for (_, p) in self.routes):
+            err: e.GatewayError = e.GatewayError(f"method {scope['method']} is not allowed on {path}", status=405)
+            err.kind = "invalid_request_error"  # type: ignore[misc]
+        else:
+            err = e.NotFound(f"no route for {scope['method']} {path}")
+        await send_json(send, err.status, openai_error_body(err), [(b"x-should-retry", b"false")])

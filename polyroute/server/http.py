@@ -1,0 +1,123 @@
+"""The few ASGI primitives the gateway needs: read a bounded body, send JSON, stream SSE.
+
+No framework: a gateway has a dozen routes, and every microsecond of framework on the hot path
+is latency added to every call (see docs/performance.md for the measurements).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from polyroute.core.errors import BodyTooLarge, InvalidRequest
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+JSON_CT = (b"content-type", b"application/json")
+SSE_HEADERS: Headers = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return v  # type: ignore[no-any-return]
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    cl = header(scope, b"content-length")
+    if cl is not None:
+        try:
+            declared = int(cl)
+        except ValueError:
+            raise InvalidRequest("invalid Content-Length header") from None
+        if declared > limit:
+            raise BodyTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise ClientDisconnected
+        body = msg.get("body", b"")
+        if body:
+            size += len(body)
+            if size > limit:
+                raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
+            chunks.append(body)
+        if not msg.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_bytes(send: Send, status: int, body: bytes, headers: Headers) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, obj: Any, headers: Headers | None = None) -> None:
+    body = orjson.dumps(obj)
+    h = [JSON_CT, (b"content-length", str(len(body)).encode())]
+    if headers:
+        h.extend(headers)
+    await send_bytes(send, status, body, h)
+
+
+async def send_stream(
+    receive: Receive, send: Send, headers: Headers, chunks: AsyncIterator[bytes], on_disconnect: Callable[[], None]
+) -> None:
+    """Stream chunks, racing them against the client's disconnect.
+
+    A client that goes away must cancel the upstream call, not leave it running to the end: the
+    watcher cancels the task that is pulling chunks, which closes the upstream stream.
+    """
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    task = asyncio.current_task()
+    assert task is not None
+    disconnected = False
+
+    async def watch() -> None:
+        nonlocal disconnected
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                disconnected = True
+                on_disconnect()
+                task.cancel()
+                return
+
+    watcher = asyncio.create_task(watch())
+    try:
+        async for chunk in chunks:
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    except asyncio.CancelledError:
+        if not disconnected:
+            raise
+        task.uncancel()
+    finally:
+        watcher.cancel()
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
