@@ -11,6 +11,7 @@ import orjson
 UPSTREAM_MODEL = "gpt-4o-mini"
 GATEWAY_MODEL = "bench-model"
 STREAM_MODEL = "bench-stream"
+STREAM_SHORT_MODEL = "bench-stream-short"
 STREAM_CHUNKS_LONG = 500
 STREAM_CHUNKS_SHORT = 20
 
@@ -20,7 +21,10 @@ MESSAGES = [
 ]
 
 
-def chat_request(model: str = GATEWAY_MODEL, stream: bool = False) -> bytes:
+def chat_request(model: str = GATEWAY_MODEL, stream: bool = False, short: bool = False) -> bytes:
+    """OpenAI chat body; streams name the stream model (`short` picks the 20-chunk one) unless told."""
+    if stream and model == GATEWAY_MODEL:
+        model = STREAM_SHORT_MODEL if short else STREAM_MODEL
     body: dict[str, object] = {"model": model, "messages": MESSAGES, "max_tokens": 64, "temperature": 0.2}
     if stream:
         body["stream"] = True

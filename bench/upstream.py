@@ -90,7 +90,7 @@ class Upstream:
             self.proc.wait(5)
 
 
-def start(workdir: Path, cpus: str | None) -> Upstream:
+def start(workdir: Path, cpus: str | None, prefix: list[str] | None = None) -> Upstream:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     d = workdir / "nginx"
     (d / "www").mkdir(parents=True, exist_ok=True)
@@ -106,6 +106,7 @@ def start(workdir: Path, cpus: str | None) -> Upstream:
     cmd = [nginx, "-p", str(d), "-c", str(conf), "-e", str(d / "error.log")]
     if cpus:
         cmd = ["taskset", "-c", cpus, *cmd]
+    cmd = [*(prefix or []), *cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(d / "stderr.log", "wb"))
     up = Upstream(ports[0], ports[1], ports[2], proc)
     body = payloads.chat_request()

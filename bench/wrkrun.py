@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class WrkResult:
     p99_us: int
     mean_us: float
     raw: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # wrk's own user+system time
 
     @property
     def rps(self) -> float:
@@ -49,16 +51,19 @@ def lua_script(body: bytes, headers: dict[str, str]) -> str:
 
 
 def run(url: str, body: bytes, headers: dict[str, str], connections: int, seconds: float,
-        cpus: str | None = None, threads: int = 1, timeout_s: int = 10) -> WrkResult:
+        cpus: str | None = None, threads: int = 1, timeout_s: int = 10,
+        prefix: list[str] | None = None) -> WrkResult:
     assert url.startswith("http://127.0.0.1"), url
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(lua_script(body, {"Content-Type": "application/json", **headers}))
         script = f.name
     threads = max(1, min(threads, connections))
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
            "--timeout", f"{timeout_s}s", "-s", script, url]
     if cpus:
         cmd = ["taskset", "-c", cpus, *cmd]
+    cmd = [*(prefix or []), *cmd]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + timeout_s + 30, check=False)
     finally:
@@ -68,5 +73,7 @@ def run(url: str, body: bytes, headers: dict[str, str], connections: int, second
         raise RuntimeError(f"wrk failed: {out.stdout[-1000:]} {out.stderr[-1000:]}")
     d = json.loads(line[8:])
     errors = sum(int(d[k]) for k in d if k.startswith("err_"))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return WrkResult(d["requests"], d["duration_us"], errors, d["p50_us"], d["p90_us"], d["p99_us"],
-                     d["mean_us"], d)
+                     d["mean_us"], d, cpu)

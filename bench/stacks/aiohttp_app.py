@@ -10,7 +10,7 @@ import uvloop
 from aiohttp import web
 
 import clients
-from hotpath import SSERewriter, build_response, build_upstream_body
+from hotpath import JSON_URL, SSERewriter, build_response, build_upstream_body
 
 CLIENT = os.environ.get("STACK_CLIENT", "aiohttp")
 
@@ -18,14 +18,14 @@ CLIENT = os.environ.get("STACK_CLIENT", "aiohttp")
 async def handler(request: web.BaseRequest) -> web.StreamResponse:
     body = await request.read()
     upstream = clients.get(CLIENT)
-    new_body, stream = build_upstream_body(body)
-    if not stream:
-        out = build_response(await upstream.post(new_body))
+    new_body, sse_url = build_upstream_body(body)
+    if sse_url is None:
+        out = build_response(await upstream.post(JSON_URL, new_body))
         return web.Response(body=out, content_type="application/json")
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await resp.prepare(request)
     rw = SSERewriter()
-    async for chunk in upstream.stream(new_body):
+    async for chunk in upstream.stream(sse_url, new_body):
         data = rw.feed(chunk)
         if data:
             await resp.write(data)

@@ -10,15 +10,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from hotpath import UPSTREAM_HEADERS, UPSTREAM_JSON, UPSTREAM_PATH, UPSTREAM_SSE
+from hotpath import UPSTREAM_HEADERS
 
 POOL = 256
 
 
 class Upstream(Protocol):
-    async def post(self, body: bytes) -> bytes: ...
+    async def post(self, url: str, body: bytes) -> bytes: ...
 
-    def stream(self, body: bytes) -> AsyncIterator[bytes]: ...
+    def stream(self, url: str, body: bytes) -> AsyncIterator[bytes]: ...
 
 
 class AiohttpUpstream:
@@ -33,15 +33,13 @@ class AiohttpUpstream:
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=60),
         )
-        self._json_url = UPSTREAM_JSON + UPSTREAM_PATH
-        self._sse_url = UPSTREAM_SSE + UPSTREAM_PATH
 
-    async def post(self, body: bytes) -> bytes:
-        async with self._s.post(self._json_url, data=body) as r:
+    async def post(self, url: str, body: bytes) -> bytes:
+        async with self._s.post(url, data=body) as r:
             return await r.read()
 
-    async def stream(self, body: bytes) -> AsyncIterator[bytes]:
-        async with self._s.post(self._sse_url, data=body) as r:
+    async def stream(self, url: str, body: bytes) -> AsyncIterator[bytes]:
+        async with self._s.post(url, data=body) as r:
             async for chunk in r.content.iter_any():
                 yield chunk
 
@@ -53,15 +51,13 @@ class HttpxUpstream:
         mod: Any = __import__(module)
         limits = mod.Limits(max_connections=POOL, max_keepalive_connections=POOL, keepalive_expiry=300)
         self._c = mod.AsyncClient(headers=UPSTREAM_HEADERS, limits=limits, timeout=60)
-        self._json_url = UPSTREAM_JSON + UPSTREAM_PATH
-        self._sse_url = UPSTREAM_SSE + UPSTREAM_PATH
 
-    async def post(self, body: bytes) -> bytes:
-        r = await self._c.post(self._json_url, content=body)
+    async def post(self, url: str, body: bytes) -> bytes:
+        r = await self._c.post(url, content=body)
         return r.content  # type: ignore[no-any-return]
 
-    async def stream(self, body: bytes) -> AsyncIterator[bytes]:
-        async with self._c.stream("POST", self._sse_url, content=body) as r:
+    async def stream(self, url: str, body: bytes) -> AsyncIterator[bytes]:
+        async with self._c.stream("POST", url, content=body) as r:
             async for chunk in r.aiter_raw():
                 yield chunk
 
@@ -73,15 +69,13 @@ class PyreqwestUpstream:
         self._c: Any = (
             ClientBuilder().default_headers(UPSTREAM_HEADERS).max_connections(POOL).error_for_status(True).build()
         )
-        self._json_url = UPSTREAM_JSON + UPSTREAM_PATH
-        self._sse_url = UPSTREAM_SSE + UPSTREAM_PATH
 
-    async def post(self, body: bytes) -> bytes:
-        r = await self._c.post(self._json_url).body_bytes(body).build().send()
+    async def post(self, url: str, body: bytes) -> bytes:
+        r = await self._c.post(url).body_bytes(body).build().send()
         return bytes(await r.bytes())
 
-    async def stream(self, body: bytes) -> AsyncIterator[bytes]:
-        async with self._c.post(self._sse_url).body_bytes(body).build_streamed() as r:
+    async def stream(self, url: str, body: bytes) -> AsyncIterator[bytes]:
+        async with self._c.post(url).body_bytes(body).build_streamed() as r:
             while (chunk := await r.body_reader.read_chunk()) is not None:
                 yield bytes(chunk)
 
@@ -94,15 +88,13 @@ class AiosonicUpstream:
 
         conn = TCPConnector(pool_configs={":default": PoolConfig(size=POOL)})
         self._c: Any = aiosonic.HTTPClient(connector=conn)
-        self._json_url = UPSTREAM_JSON + UPSTREAM_PATH
-        self._sse_url = UPSTREAM_SSE + UPSTREAM_PATH
 
-    async def post(self, body: bytes) -> bytes:
-        r = await self._c.post(self._json_url, data=body, headers=UPSTREAM_HEADERS)
+    async def post(self, url: str, body: bytes) -> bytes:
+        r = await self._c.post(url, data=body, headers=UPSTREAM_HEADERS)
         return bytes(await r.content())
 
-    async def stream(self, body: bytes) -> AsyncIterator[bytes]:
-        r = await self._c.post(self._sse_url, data=body, headers=UPSTREAM_HEADERS)
+    async def stream(self, url: str, body: bytes) -> AsyncIterator[bytes]:
+        r = await self._c.post(url, data=body, headers=UPSTREAM_HEADERS)
         async for chunk in r.read_chunks():
             yield bytes(chunk)
 

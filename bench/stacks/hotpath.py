@@ -12,23 +12,25 @@ from collections.abc import Iterator
 
 import orjson
 
-UPSTREAM_JSON = os.environ.get("STACK_UPSTREAM", "http://127.0.0.1:18080")
-UPSTREAM_SSE = os.environ.get("STACK_UPSTREAM_SSE", "http://127.0.0.1:18082")
 UPSTREAM_PATH = "/v1/chat/completions"
+JSON_URL = os.environ.get("STACK_UPSTREAM", "http://127.0.0.1:18080") + UPSTREAM_PATH
+SSE_URL = os.environ.get("STACK_UPSTREAM_SSE", "http://127.0.0.1:18082") + UPSTREAM_PATH
+SSE_SHORT_URL = os.environ.get("STACK_UPSTREAM_SSE_SHORT", "http://127.0.0.1:18083") + UPSTREAM_PATH
 UPSTREAM_HEADERS = {"Authorization": "Bearer sk-bench", "Content-Type": "application/json"}
 _PASSTHROUGH = ("temperature", "max_tokens", "top_p", "stop", "tools", "tool_choice", "stream")
 
 
-def build_upstream_body(raw: bytes) -> tuple[bytes, bool]:
+def build_upstream_body(raw: bytes) -> tuple[bytes, str | None]:
+    """New upstream body, and the SSE URL to use when the request streams (None: not streaming)."""
     req = orjson.loads(raw)
     out: dict[str, object] = {"model": "gpt-4o-mini", "messages": req["messages"]}
     for key in _PASSTHROUGH:
         if key in req:
             out[key] = req[key]
-    stream = bool(req.get("stream"))
-    if stream:
-        out["stream_options"] = {"include_usage": True}
-    return orjson.dumps(out), stream
+    if not req.get("stream"):
+        return orjson.dumps(out), None
+    out["stream_options"] = {"include_usage": True}
+    return orjson.dumps(out), SSE_SHORT_URL if req["model"].endswith("-short") else SSE_URL
 
 
 def build_response(raw: bytes, model: str = "bench-model") -> bytes:

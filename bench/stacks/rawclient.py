@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from hotpath import UPSTREAM_HEADERS, UPSTREAM_JSON, UPSTREAM_PATH, UPSTREAM_SSE
+from hotpath import UPSTREAM_HEADERS
 
 
 class _Conn(asyncio.Protocol):
@@ -26,8 +26,7 @@ class _Conn(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transport is not an asyncio.Transport subclass
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed_data(data)
@@ -54,7 +53,7 @@ class _Pool:
         self.port = u.port or 80
         self.idle: deque[_Conn] = deque()
         hdrs = "".join(f"{k}: {v}\r\n" for k, v in UPSTREAM_HEADERS.items())
-        self.head = f"POST {UPSTREAM_PATH} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{hdrs}".encode()
+        self.head = f"POST {u.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{hdrs}".encode()
 
     async def acquire(self) -> _Conn:
         while self.idle:
@@ -80,11 +79,16 @@ class _Pool:
 
 class RawUpstream:
     def __init__(self) -> None:
-        self._json = _Pool(UPSTREAM_JSON)
-        self._sse = _Pool(UPSTREAM_SSE)
+        self._pools: dict[str, _Pool] = {}
 
-    async def post(self, body: bytes) -> bytes:
-        return b"".join([c async for c in self._json.request(body)])
+    def _pool(self, url: str) -> _Pool:
+        pool = self._pools.get(url)
+        if pool is None:
+            pool = self._pools[url] = _Pool(url)
+        return pool
 
-    def stream(self, body: bytes) -> AsyncIterator[bytes]:
-        return self._sse.request(body)
+    async def post(self, url: str, body: bytes) -> bytes:
+        return b"".join([c async for c in self._pool(url).request(body)])
+
+    def stream(self, url: str, body: bytes) -> AsyncIterator[bytes]:
+        return self._pool(url).request(body)

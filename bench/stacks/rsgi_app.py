@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 import clients
-from hotpath import SSERewriter, build_response, build_upstream_body
+from hotpath import JSON_URL, SSERewriter, build_response, build_upstream_body
 
 CLIENT = os.environ.get("STACK_CLIENT", "aiohttp")
 JSON_HEADERS = [("content-type", "application/json")]
@@ -16,13 +16,13 @@ SSE_HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cach
 async def app(scope: Any, proto: Any) -> None:
     body = await proto()
     upstream = clients.get(CLIENT)
-    new_body, stream = build_upstream_body(body)
-    if not stream:
-        proto.response_bytes(200, JSON_HEADERS, build_response(await upstream.post(new_body)))
+    new_body, sse_url = build_upstream_body(body)
+    if sse_url is None:
+        proto.response_bytes(200, JSON_HEADERS, build_response(await upstream.post(JSON_URL, new_body)))
         return
     tx = proto.response_stream(200, SSE_HEADERS)
     rw = SSERewriter()
-    async for chunk in upstream.stream(new_body):
+    async for chunk in upstream.stream(sse_url, new_body):
         data = rw.feed(chunk)
         if data:
             await tx.send_bytes(data)

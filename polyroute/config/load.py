@@ -62,19 +62,7 @@ def parse_config(text: str, source: str, env: Mapping[str, str] | None = None) -
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "the top level must be a mapping", "start with 'providers:' and 'models:'")
     raw = _substitute(raw, "", source, os.environ if env is None else env)
-    try:
-        cfg = msgspec.convert(raw, Config, strict=False)
-    except msgspec.ValidationError as exc:
-        text_ = str(exc)
-        m = _MSGSPEC_PATH.search(text_)
-        field = m.group(1) if m else ""
-        problem = text_[: m.start()] if m else text_
-        fix = "see the configuration reference in README.md"
-        if "unknown field" in problem:
-            fix = "remove or correct the misspelt field (" + fix + ")"
-        elif "Invalid enum value" in problem or "Invalid value" in problem:
-            fix = "use one of the documented values (" + fix + ")"
-        raise ConfigError(source, field, problem, fix) from None
+    cfg = _convert(raw, source)
     check_references(cfg, source)
     return cfg
 
@@ -118,6 +106,39 @@ def check_references(cfg: Config, source: str) -> None:
                 )
             if fb == model_name:
                 raise ConfigError(source, f"models.{model_name}.fallbacks[{j}]", "a model cannot fall back to itself", "remove it")
+
+
+def _validation_error(exc: msgspec.ValidationError, prefix: str, source: str) -> ConfigError:
+    text = str(exc)
+    m = _MSGSPEC_PATH.search(text)
+    inner = m.group(1) if m else ""
+    field = prefix + ("." if prefix and inner and not inner.startswith("[") else "") + inner
+    problem = text[: m.start()] if m else text
+    fix = "see the configuration reference in README.md"
+    if "unknown field" in problem:
+        fix = "remove or correct the misspelt field (" + fix + ")"
+    elif "Invalid enum value" in problem or "Invalid value" in problem:
+        fix = "use one of the documented values (" + fix + ")"
+    return ConfigError(source, field, problem, fix)
+
+
+def _convert(raw: dict[str, Any], source: str) -> Config:
+    # msgspec reports mapping keys as `[...]`; validating the named sections one entry at a
+    # time lets the message name the provider or model at fault.
+    from polyroute.config.schema import ModelConfig, ProviderConfig
+
+    for section, schema in (("providers", ProviderConfig), ("models", ModelConfig)):
+        entries = raw.get(section)
+        if isinstance(entries, dict):
+            for name, value in entries.items():
+                try:
+                    msgspec.convert(value, schema, strict=False)
+                except msgspec.ValidationError as exc:
+                    raise _validation_error(exc, f"{section}.{name}", source) from None
+    try:
+        return msgspec.convert(raw, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _validation_error(exc, "", source) from None
 
 
 def load_config(path: str | Path) -> tuple[Config, str]:

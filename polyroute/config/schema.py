@@ -6,7 +6,7 @@ types is closed and known here, so the loader can name the field and the fix.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -32,13 +32,71 @@ class C(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=
     pass
 
 
+# Routing value constraints: checked at load time, so the error names the field.
+NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
+PosFloat = Annotated[float, msgspec.Meta(gt=0)]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+PosInt = Annotated[int, msgspec.Meta(ge=1)]
+Ratio = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+
 class Timeouts(C):
-    connect: float = 5.0
-    # Until the first token (streaming) or the whole answer (non-streaming).
-    first_token: float = 60.0
+    # TCP connect to the provider.
+    connect: PosFloat = 5.0
+    # Streaming: until the first content event. Non-streaming calls are bounded by `total`.
+    first_token: PosFloat = 60.0
     # Longest silence between two stream chunks before the stream counts as dead.
-    idle: float = 60.0
-    total: float = 600.0
+    idle: PosFloat = 60.0
+    # One attempt, start to last byte.
+    total: PosFloat = 600.0
+
+
+class BreakerConfig(C):
+    """Circuit breaker, one per deployment of the provider (docs/routing.md#circuit-breaker).
+
+    Health failures (5xx, 529, timeouts, connection errors) count; 429 does not (it is a
+    capacity signal that moves traffic to the next deployment)."""
+
+    enabled: bool = True
+    # Open after this many health failures in a row (0: only the ratio below opens it).
+    consecutive_failures: NonNegInt = 5
+    # Or open when, over the last `window` seconds, at least `min_requests` finished and this
+    # share of them failed.
+    failure_ratio: Ratio = 0.5
+    min_requests: PosInt = 20
+    window: PosFloat = 30.0
+    # Seconds open before one half-open probe; doubled after each failed probe, up to max_cooldown.
+    cooldown: PosFloat = 10.0
+    max_cooldown: PosFloat = 120.0
+
+
+class RetryConfig(C):
+    """Retries of a route (docs/routing.md#retries). Failing over to the next deployment is
+    immediate and free; a retry is another pass over deployments that already failed."""
+
+    # Extra passes over the route's deployments (the `retries` request option overrides it).
+    retries: NonNegInt = 2
+    # Exponential backoff between passes, with jitter; an upstream Retry-After wins when longer.
+    backoff_initial: NonNegFloat = 0.25
+    backoff_max: NonNegFloat = 8.0
+    # Retry budget: over the last `budget_window` seconds, retries may be at most
+    # `budget_ratio` x requests + `budget_min_per_second` x window, so an outage cannot
+    # turn into a retry storm.
+    budget_ratio: NonNegFloat = 0.2
+    budget_min_per_second: NonNegFloat = 1.0
+    budget_window: PosFloat = 10.0
+
+
+class StickyConfig(C):
+    """Keep one conversation or end user on one deployment, so vendors' prompt caches hit."""
+
+    # "user": the end-user id (polyroute.end_user, else the body's `user`);
+    # "messages": a hash of the first `messages` messages. A per-request sticky_key always wins.
+    by: Literal["user", "messages"] = "messages"
+    messages: PosInt = 2
+    # Seconds an idle conversation stays pinned, and the most pins kept (least recent dropped).
+    ttl: PosFloat = 3600.0
+    max_entries: PosInt = 100_000
 
 
 class ProviderConfig(C):
@@ -49,6 +107,9 @@ class ProviderConfig(C):
     api_version: str | None = None
     headers: dict[str, str] | None = None
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
+    breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+    # Seconds a deployment is skipped after a 429 that carried no Retry-After.
+    rate_limit_cooldown: NonNegFloat = 1.0
     max_connections: int = 256
     # Parameters a provider cannot honour: 400 by default, silently dropped when true.
     drop_unsupported_params: bool = False
@@ -66,21 +127,47 @@ class DeploymentConfig(C):
     output_price: float | None = None
     cached_input_price: float | None = None
     cache_write_price: float | None = None
-    rpm: int | None = None
-    tpm: int | None = None
-    max_concurrency: int | None = None
+    # Capacity: requests and tokens per minute, requests in flight. When one is reached the
+    # request goes to the next deployment at once (docs/routing.md#capacity).
+    rpm: PosInt | None = None
+    tpm: PosInt | None = None
+    max_concurrency: PosInt | None = None
+    # Share of traffic under `strategy: weighted` (0: only when the others cannot serve).
     weight: float = 1.0
-    context_window: int | None = None
+    # Prompt + max_tokens the deployment accepts; longer requests go to another deployment/model.
+    context_window: PosInt | None = None
     name: str | None = None
+
+
+class ShadowConfig(C):
+    """Mirror a sampled share of this route's answered chat requests to candidate models, in the
+    background, and store the pairs for `polyroute compare --shadow` (docs/evaluation.md)."""
+
+    models: list[str]
+    sample_rate: float = 0.1
+    # A JSONL file path (or `jsonl:PATH`); other schemes are refused until a DB store exists.
+    store: str = "polyroute-shadow.jsonl"
+    # Mirrored requests waiting or running; more are dropped (and counted), never queued.
+    max_queue: int = 64
+    max_concurrency: int = 4
 
 
 class ModelConfig(C):
     deployments: list[DeploymentConfig]
+    shadow: ShadowConfig | None = None
     kind: Literal["chat", "embedding"] = "chat"
     strategy: Strategy = "priority"
     fallbacks: list[str] = msgspec.field(default_factory=list)
     # Falling back to a much weaker model (e.g. the in-house one) must be asked for.
     allow_weak_fallback: bool = False
+    # Whether this model is "much weaker" (see above); by default, when all its deployments are
+    # in-house.
+    weak: bool | None = None
+    retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    # Deadline in seconds for one request, all attempts and backoff included (the `timeout`
+    # request option overrides it). None: each attempt is bounded by its provider's timeouts.
+    timeout: PosFloat | None = None
+    sticky: StickyConfig | None = None
     description: str | None = None
 
 
@@ -96,3 +183,48 @@ class Config(C):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     providers: dict[str, ProviderConfig] = msgspec.field(default_factory=dict)
     models: dict[str, ModelConfig] = msgspec.field(default_factory=dict)
+    # Governance: keys, limits, budgets and the ledger (docs/governance.md). Sections defined below.
+    database: DatabaseConfig | None = None
+    ledger: LedgerConfig | None = None
+    governance: GovernanceConfig | None = None
+
+
+# --- governance (docs/governance.md) ------------------------------------------------------------
+
+
+class DatabaseConfig(C):
+    # sqlite:///relative/or/absolute/path.db (WAL) or postgresql://user:password@host:5432/dbname
+    url: str = "sqlite:///./polyroute.db"
+    # PostgreSQL connection pool size (per worker process).
+    pool_size: int = 10
+    connect_timeout: float = 10.0
+
+
+class LedgerConfig(C):
+    enabled: bool = True
+    # In-memory queue between the request path and the database writer; beyond it rows spill to disk.
+    queue_size: int = 10000
+    batch_size: int = 500
+    flush_interval: float = 0.5
+    # A batch insert slower than this goes to the spool instead (and is replayed later).
+    write_timeout: float = 5.0
+    # Where rows wait while the database is slow or down (default: ./polyroute-spool).
+    spool_dir: str | None = None
+    # Ledger and audit rows older than this are deleted (None keeps everything).
+    retention_days: int | None = 90
+    # Prompts are not stored unless asked for, and then with the `redact` patterns replaced.
+    store_prompts: bool = False
+    redact: list[str] = msgspec.field(default_factory=list)
+
+
+class GovernanceConfig(C):
+    # How stale the in-memory key cache may get: revocations from the CLI or another instance
+    # take effect within this many seconds (an admin-API revoke takes effect at once).
+    key_cache_ttl: float = 5.0
+    # Output tokens reserved against budgets when a request does not set max_tokens.
+    reserve_output_tokens: int = 4096
+    # Where limit and budget counters live: this process ("memory") or a shared Redis ("redis").
+    counters: Literal["memory", "redis"] = "memory"
+    redis_url: str | None = None
+    # Require a virtual key on every request even while no master key and no key exist.
+    require_keys: bool = False

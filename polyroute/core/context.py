@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from polyroute.core.errors import GatewayError
-from polyroute.core.types import RequestOptions, Usage
+from polyroute.core.types import ChatRequest, EmbeddingRequest, RequestOptions, Usage
 
 
 class Attempt:
@@ -48,7 +48,9 @@ class RequestContext:
         "key",
         "model_asked",
         "options",
+        "output_text",
         "provider",
+        "request",
         "request_id",
         "route",
         "started",
@@ -82,13 +84,22 @@ class RequestContext:
         self.end_user: str | None = None
         self.fallback_reason: str | None = None
         self.extra_headers: list[tuple[bytes, bytes]] = []
+        # The canonical request, set by the gateway before the policies run.
+        self.request: ChatRequest | EmbeddingRequest | None = None
+        # A policy that needs the answer (shadow traffic) sets this to [] in `before`; the gateway
+        # then appends the first choice's text to it, so unsampled requests pay nothing.
+        self.output_text: list[str] | None = None
 
     def served_headers(self) -> list[tuple[bytes, bytes]]:
         h = [(b"x-request-id", self.request_id.encode())]
-        if self.provider:
-            h.append((b"x-polyroute-provider", self.provider.encode()))
-        if self.deployment:
-            h.append((b"x-polyroute-deployment", self.deployment.encode()))
+        # On failure, name the last deployment tried: the client's first question is "who failed?"
+        last = self.attempts[-1] if self.attempts else None
+        provider = self.provider or (last.provider if last else None)
+        deployment = self.deployment or (last.deployment if last else None)
+        if provider:
+            h.append((b"x-polyroute-provider", provider.encode()))
+        if deployment:
+            h.append((b"x-polyroute-deployment", deployment.encode()))
         if self.route:
             h.append((b"x-polyroute-model", self.route.encode()))
         if self.attempts:

@@ -29,6 +29,8 @@ class Gateway:
         self.config_hash = config_hash
         self.catalog = Catalog(config)
         self.policies = list(policies)
+        for p in self.policies:
+            p.attach(self)
 
     async def start(self) -> None:
         await self.catalog.start()
@@ -46,6 +48,7 @@ class Gateway:
 
     async def _before(self, ctx: RequestContext, req: t.ChatRequest | t.EmbeddingRequest) -> None:
         ctx.model_asked = ctx.route = req.model
+        ctx.request = req
         ctx.options = req.options
         if req.options is not None:
             ctx.tags = req.options.tags
@@ -79,6 +82,8 @@ class Gateway:
             attempt.usage, attempt.cost = resp.usage, dep.cost(resp.usage)
         ctx.usage = resp.usage
         ctx.cost = sum(a.cost for a in ctx.attempts)
+        if ctx.output_text is not None and resp.choices:
+            ctx.output_text.append(resp.choices[0].message.text())
         await self._after(ctx)
         return resp
 
@@ -107,16 +112,18 @@ class Gateway:
         usage: t.Usage | None = None
         out_chars = 0
         err: e.GatewayError | None = None
+        out_text = ctx.output_text
         try:
             ev = first
             while True:
-                te = type(ev)
-                if te is t.TextDelta or te is t.ThinkingDelta:
-                    out_chars += len(ev.text)  # type: ignore[union-attr]
-                elif te is t.ToolCallDelta:
-                    out_chars += len(ev.arguments)  # type: ignore[union-attr]
-                elif te is t.UsageEvent:
-                    usage = ev.usage  # type: ignore[union-attr]
+                if isinstance(ev, t.TextDelta | t.ThinkingDelta):
+                    out_chars += len(ev.text)
+                    if out_text is not None and isinstance(ev, t.TextDelta) and ev.choice == 0:
+                        out_text.append(ev.text)
+                elif isinstance(ev, t.ToolCallDelta):
+                    out_chars += len(ev.arguments)
+                elif isinstance(ev, t.UsageEvent):
+                    usage = ev.usage
                 yield ev
                 try:
                     ev = await anext(rest)

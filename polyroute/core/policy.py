@@ -7,11 +7,19 @@ not raise (its failures are logged, never shown to the client).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from polyroute.core import types as t
 from polyroute.core.context import RequestContext
 
+if TYPE_CHECKING:
+    from polyroute.core.gateway import Gateway
+
 
 class Policy:
+    def attach(self, gateway: Gateway) -> None:
+        """Called once when the gateway is built, for policies that make calls of their own."""
+
     async def start(self) -> None:
         pass
 

@@ -23,17 +23,16 @@ def estimate_prompt(req: t.ChatRequest) -> int:
     for m in req.messages:
         n += MESSAGE_OVERHEAD
         for p in m.content:
-            tp = type(p)
-            if tp is t.TextPart:
-                n += estimate_text(p.text)  # type: ignore[union-attr]
-            elif tp is t.ImagePart:
+            if isinstance(p, t.TextPart):
+                n += estimate_text(p.text)
+            elif isinstance(p, t.ImagePart):
                 n += 765  # a high-detail 1024x1024 image, OpenAI's published figure
-            elif tp is t.ToolCall:
-                n += estimate_text(p.name) + estimate_text(p.arguments)  # type: ignore[union-attr]
-            elif tp is t.ToolResult:
-                n += sum(estimate_text(x.text) for x in p.content if type(x) is t.TextPart)  # type: ignore[union-attr]
-            elif tp is t.Thinking:
-                n += estimate_text(p.text)  # type: ignore[union-attr]
+            elif isinstance(p, t.ToolCall):
+                n += estimate_text(p.name) + estimate_text(p.arguments)
+            elif isinstance(p, t.ToolResult):
+                n += sum(estimate_text(x.text) for x in p.content if isinstance(x, t.TextPart))
+            elif isinstance(p, t.Thinking):
+                n += estimate_text(p.text)
     for tool in req.tools or ():
         n += estimate_text(tool.name) + estimate_text(tool.description or "") + estimate_text(str(tool.parameters or ""))
     return n

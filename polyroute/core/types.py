@@ -84,7 +84,7 @@ class Message(Struct):
     name: str | None = None
 
     def text(self) -> str:
-        return "".join(p.text for p in self.content if type(p) is TextPart)
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
 
 
 # --- request --------------------------------------------------------------------------------
@@ -138,6 +138,8 @@ class ChatRequest(Struct):
     response_format: ResponseFormat | None = None
     temperature: float | None = None
     top_p: float | None = None
+    # Anthropic's and Gemini's top-k sampling; providers without it drop it (a sampling hint).
+    top_k: int | None = None
     max_tokens: int | None = None
     stop: list[str] | None = None
     n: int = 1
@@ -156,7 +158,7 @@ class ChatRequest(Struct):
     metadata: dict[str, str] | None = None
 
     def has_images(self) -> bool:
-        return any(type(p) is ImagePart for m in self.messages for p in m.content)
+        return any(isinstance(p, ImagePart) for m in self.messages for p in m.content)
 
     def prompt_text(self) -> str:
         """All user-visible prompt text, for token estimates and the learned router."""
@@ -205,6 +207,10 @@ class StreamStart(Struct, tag="start"):
     id: str
     model: str
     created: int
+    # Input-side usage when the vendor reports it up front (Anthropic's message_start), so an
+    # Anthropic-format client sees real input tokens in its own message_start. The final
+    # UsageEvent still carries the complete usage; this one is informative only.
+    usage: Usage | None = None
 
 
 class TextDelta(Struct, tag="text"):

@@ -12,8 +12,8 @@ import dataclasses
 import random
 import threading
 from collections import deque
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 MalformedKind = Literal["invalid_json", "truncated_sse"]

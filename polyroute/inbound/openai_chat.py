@@ -89,14 +89,14 @@ def _parts(content: str | list[w.ContentPart] | None, where: str) -> list[t.Part
         return [t.TextPart(text=content)]
     out: list[t.Part] = []
     for i, p in enumerate(content):
-        if type(p) is w.TextContent:
+        if isinstance(p, w.TextContent):
             out.append(t.TextPart(text=p.text, cache_control=p.cache_control))
-        elif type(p) is w.ImageContent:
+        elif isinstance(p, w.ImageContent):
             out.append(t.ImagePart(url=p.image_url.url, detail=p.image_url.detail))
-        elif type(p) is w.RefusalContent:
+        elif isinstance(p, w.RefusalContent):
             out.append(t.TextPart(text=p.refusal))
         else:
-            kind = "input_audio" if type(p) is w.InputAudio else "file"
+            kind = "input_audio" if isinstance(p, w.InputAudio) else "file"
             raise InvalidRequest(
                 f"content part type '{kind}' is not supported by this gateway", param=f"{where}.content[{i}]"
             )
@@ -105,11 +105,11 @@ def _parts(content: str | list[w.ContentPart] | None, where: str) -> list[t.Part
 
 def _message(m: w.MessageW, i: int) -> t.Message:
     where = f"messages[{i}]"
-    if type(m) is w.UserMessage:
+    if isinstance(m, w.UserMessage):
         return t.Message(role="user", content=_parts(m.content, where), name=m.name)
-    if type(m) is w.SystemMessage or type(m) is w.DeveloperMessage:
+    if isinstance(m, w.SystemMessage) or isinstance(m, w.DeveloperMessage):
         return t.Message(role="system", content=_parts(m.content, where), name=m.name)
-    if type(m) is w.AssistantMessage:
+    if isinstance(m, w.AssistantMessage):
         parts: list[t.Part] = []
         if m.reasoning_content is not None or m.reasoning_signature is not None:
             parts.append(t.Thinking(text=m.reasoning_content or "", signature=m.reasoning_signature))
@@ -121,11 +121,11 @@ def _message(m: w.MessageW, i: int) -> t.Message:
         if m.function_call is not None:
             parts.append(t.ToolCall(id="call_legacy", name=m.function_call.name, arguments=m.function_call.arguments))
         return t.Message(role="assistant", content=parts, name=m.name)
-    assert type(m) is w.ToolMessage
-    result_parts = [p for p in _parts(m.content, where) if type(p) is t.TextPart or type(p) is t.ImagePart]
+    assert isinstance(m, w.ToolMessage)
+    result_parts = [p for p in _parts(m.content, where) if isinstance(p, t.TextPart) or isinstance(p, t.ImagePart)]
     return t.Message(
         role="tool",
-        content=[t.ToolResult(tool_call_id=m.tool_call_id, content=result_parts)],  # type: ignore[arg-type]
+        content=[t.ToolResult(tool_call_id=m.tool_call_id, content=result_parts)],
     )
 
 
@@ -148,11 +148,11 @@ def _tool_choice(c: str | w.NamedToolChoice | None) -> t.ToolChoice | None:
 
 
 def _response_format(f: w.TextFormat | w.JSONObjectFormat | w.JSONSchemaFormat | None) -> t.ResponseFormat | None:
-    if f is None or type(f) is w.TextFormat:
+    if f is None or isinstance(f, w.TextFormat):
         return None
-    if type(f) is w.JSONObjectFormat:
+    if isinstance(f, w.JSONObjectFormat):
         return t.ResponseFormat(type="json_object")
-    assert type(f) is w.JSONSchemaFormat
+    assert isinstance(f, w.JSONSchemaFormat)
     s = f.json_schema
     return t.ResponseFormat(type="json_schema", schema=s.schema, name=s.name, strict=s.strict)
 
@@ -177,20 +177,19 @@ def _message_dict(m: t.Message) -> dict[str, Any]:
     reasoning: list[str] = []
     signature: str | None = None
     for p in m.content:
-        tp = type(p)
-        if tp is t.TextPart:
-            texts.append(p.text)  # type: ignore[union-attr]
-        elif tp is t.ToolCall:
+        if isinstance(p, t.TextPart):
+            texts.append(p.text)
+        elif isinstance(p, t.ToolCall):
             tool_calls.append(
                 {
-                    "id": p.id,  # type: ignore[union-attr]
+                    "id": p.id,
                     "type": "function",
-                    "function": {"name": p.name, "arguments": p.arguments},  # type: ignore[union-attr]
+                    "function": {"name": p.name, "arguments": p.arguments},
                 }
             )
-        elif tp is t.Thinking:
-            reasoning.append(p.text)  # type: ignore[union-attr]
-            signature = p.signature or signature  # type: ignore[union-attr]
+        elif isinstance(p, t.Thinking):
+            reasoning.append(p.text)
+            signature = p.signature or signature
     d: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not tool_calls else None}
     if tool_calls:
         d["tool_calls"] = tool_calls
@@ -255,46 +254,45 @@ class StreamRenderer:
         return self._chunk([{"index": choice, "delta": delta, "logprobs": logprobs, "finish_reason": finish}])
 
     def render(self, ev: t.StreamEvent) -> bytes:
-        te = type(ev)
-        if te is t.TextDelta:
-            return self._delta(ev.choice, {"content": ev.text})  # type: ignore[union-attr]
-        if te is t.ToolCallStart:
+        if isinstance(ev, t.TextDelta):
+            return self._delta(ev.choice, {"content": ev.text})
+        if isinstance(ev, t.ToolCallStart):
             return self._delta(
-                ev.choice,  # type: ignore[union-attr]
+                ev.choice,
                 {
                     "tool_calls": [
                         {
-                            "index": ev.index,  # type: ignore[union-attr]
-                            "id": ev.id,  # type: ignore[union-attr]
+                            "index": ev.index,
+                            "id": ev.id,
                             "type": "function",
-                            "function": {"name": ev.name, "arguments": ""},  # type: ignore[union-attr]
+                            "function": {"name": ev.name, "arguments": ""},
                         }
                     ]
                 },
             )
-        if te is t.ToolCallDelta:
+        if isinstance(ev, t.ToolCallDelta):
             return self._delta(
-                ev.choice,  # type: ignore[union-attr]
-                {"tool_calls": [{"index": ev.index, "function": {"arguments": ev.arguments}}]},  # type: ignore[union-attr]
+                ev.choice,
+                {"tool_calls": [{"index": ev.index, "function": {"arguments": ev.arguments}}]},
             )
-        if te is t.ThinkingDelta:
-            d: dict[str, Any] = {"reasoning_content": ev.text}  # type: ignore[union-attr]
-            if ev.signature:  # type: ignore[union-attr]
-                d["reasoning_signature"] = ev.signature  # type: ignore[union-attr]
-            return self._delta(ev.choice, d)  # type: ignore[union-attr]
-        if te is t.Finish:
-            return self._delta(ev.choice, {}, finish=ev.reason)  # type: ignore[union-attr]
-        if te is t.LogprobsDelta:
-            return self._delta(ev.choice, {}, logprobs=ev.logprobs)  # type: ignore[union-attr]
-        if te is t.UsageEvent:
+        if isinstance(ev, t.ThinkingDelta):
+            d: dict[str, Any] = {"reasoning_content": ev.text}
+            if ev.signature:
+                d["reasoning_signature"] = ev.signature
+            return self._delta(ev.choice, d)
+        if isinstance(ev, t.Finish):
+            return self._delta(ev.choice, {}, finish=ev.reason)
+        if isinstance(ev, t.LogprobsDelta):
+            return self._delta(ev.choice, {}, logprobs=ev.logprobs)
+        if isinstance(ev, t.UsageEvent):
             if not self._include_usage:
                 # The gateway asks upstream for usage even when the client did not (exact
                 # pricing); a client that did not ask must not see the extra chunk.
                 return b""
-            return self._chunk([], usage=usage_dict(ev.usage))  # type: ignore[union-attr]
-        if te is t.StreamStart:
+            return self._chunk([], usage=usage_dict(ev.usage))
+        if isinstance(ev, t.StreamStart):
             head = orjson.dumps(
-                {"id": ev.id, "object": "chat.completion.chunk", "created": ev.created, "model": self._model}  # type: ignore[union-attr]
+                {"id": ev.id, "object": "chat.completion.chunk", "created": ev.created, "model": self._model}
             )
             self._prefix = head[:-1] + b","
             return b""

@@ -29,13 +29,13 @@ _FINISH: dict[str, t.FinishReason] = {
 
 
 def _content(parts: list[t.Part]) -> str | list[dict[str, Any]]:
-    if all(type(p) is t.TextPart and p.cache_control is None for p in parts):
+    if all(isinstance(p, t.TextPart) and p.cache_control is None for p in parts):
         return "".join(p.text for p in parts)  # type: ignore[union-attr]
     out: list[dict[str, Any]] = []
     for p in parts:
-        if type(p) is t.TextPart:
+        if isinstance(p, t.TextPart):
             out.append({"type": "text", "text": p.text})
-        elif type(p) is t.ImagePart:
+        elif isinstance(p, t.ImagePart):
             url = p.url or f"data:{p.media_type or 'image/png'};base64,{p.data}"
             img: dict[str, Any] = {"url": url}
             if p.detail:
@@ -49,8 +49,8 @@ def messages_to_openai(messages: list[t.Message], system_role: str = "system") -
     for m in messages:
         if m.role == "assistant":
             d: dict[str, Any] = {"role": "assistant"}
-            texts = [p for p in m.content if type(p) is t.TextPart]
-            calls = [p for p in m.content if type(p) is t.ToolCall]
+            texts = [p for p in m.content if isinstance(p, t.TextPart)]
+            calls = [p for p in m.content if isinstance(p, t.ToolCall)]
             d["content"] = "".join(p.text for p in texts) if texts or not calls else None
             if calls:
                 d["tool_calls"] = [
@@ -60,8 +60,8 @@ def messages_to_openai(messages: list[t.Message], system_role: str = "system") -
             out.append(d)
         elif m.role == "tool":
             for p in m.content:
-                if type(p) is t.ToolResult:
-                    text = "".join(x.text for x in p.content if type(x) is t.TextPart)
+                if isinstance(p, t.ToolResult):
+                    text = "".join(x.text for x in p.content if isinstance(x, t.TextPart))
                     out.append({"role": "tool", "tool_call_id": p.tool_call_id, "content": text})
         else:
             role = system_role if m.role == "system" else m.role

@@ -34,7 +34,7 @@ _NEEDS_KEY = {"openai", "azure", "anthropic", "gemini", "mistral", "deepseek", "
 
 def provider_class(type_: str) -> type[Provider]:
     module, _, cls = PROVIDER_TYPES[type_].partition(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), cls)
 
 
 def create_provider(name: str, config: ProviderConfig) -> Provider:

@@ -141,8 +141,8 @@ class App:
             return
         except Exception:
             log.exception("unexpected error in request %s", ctx.request_id)
-            err = e.GatewayError(f"internal error (request id {ctx.request_id})")
-            await send_json(send, 500, api.error_body(err), error_headers(err, ctx))
+            internal = e.GatewayError(f"internal error (request id {ctx.request_id})")
+            await send_json(send, 500, api.error_body(internal), error_headers(internal, ctx))
 
     async def _sse(
         self, events: AsyncIterator[Any], renderer: StreamRenderer, ctx: RequestContext
@@ -190,8 +190,8 @@ class App:
             return
         except Exception:
             log.exception("unexpected error in request %s", ctx.request_id)
-            err = e.GatewayError(f"internal error (request id {ctx.request_id})")
-            await send_json(send, 500, openai_error_body(err), error_headers(err, ctx))
+            internal = e.GatewayError(f"internal error (request id {ctx.request_id})")
+            await send_json(send, 500, openai_error_body(internal), error_headers(internal, ctx))
 
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
         now = int(time.time())

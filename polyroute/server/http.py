@@ -40,7 +40,7 @@ def new_request_id() -> str:
 def header(scope: Scope, name: bytes) -> bytes | None:
     for k, v in scope["headers"]:
         if k == name:
-            return v  # type: ignore[no-any-return]
+            return v
     return None
 
 

@@ -1,0 +1,256 @@
+"""Two database drivers behind one small interface: SQLite (embedded, WAL) and PostgreSQL (asyncpg).
+
+SQL is written once, with `?` placeholders; the PostgreSQL driver numbers them ($1, $2, ...).
+Migrations are versioned SQL files per dialect (governance/migrations/<dialect>/NNNN_name.sql),
+applied in order at start-up inside one transaction, under a lock so that several workers starting
+at once apply each version exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+Row = tuple[Any, ...]
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class Conn(Protocol):
+    """One connection, possibly inside a transaction."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    async def script(self, sql: str) -> None: ...
+
+
+class Database(Protocol):
+    dialect: str
+    url: str
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def transaction(self) -> Any:
+        """An async context manager yielding a Conn whose statements commit together."""
+        ...
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def open_database(url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> Database:
+    if url.startswith("sqlite://"):
+        path = url[len("sqlite://") :]
+        if path.startswith("/"):
+            path = path[1:]  # sqlite:///rel.db -> rel.db ; sqlite:////abs.db -> /abs.db
+        if not path:
+            raise ValueError("a sqlite URL needs a file: sqlite:///./polyroute.db or sqlite:////var/lib/polyroute.db")
+        return SQLiteDatabase(url, path)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresDatabase(url, pool_size=pool_size, connect_timeout=connect_timeout)
+    raise ValueError(
+        f"unsupported database URL '{redact_url(url)}': use sqlite:///path.db or postgresql://user:password@host/db"
+    )
+
+
+def migrations(dialect: str) -> list[tuple[int, str, str]]:
+    """(version, name, sql) in version order."""
+    out = []
+    for entry in resources.files("polyroute.governance").joinpath("migrations", dialect).iterdir():
+        m = _MIGRATION_NAME.match(entry.name)
+        if m:
+            out.append((int(m.group(1)), m.group(2), entry.read_text()))
+    return sorted(out)
+
+
+async def migrate(db: Database) -> list[int]:
+    """Apply the migrations not yet applied; returns the versions applied now."""
+    applied_now: list[int] = []
+    async with db.transaction() as conn:
+        if db.dialect == "postgres":
+            # Serialises concurrent start-ups; released at commit.
+            await conn.execute("SELECT pg_advisory_xact_lock(7243001)")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in migrations(db.dialect):
+            if version in done:
+                continue
+            await conn.script(sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", (version, name, time.time())
+            )
+            applied_now.append(version)
+    return applied_now
+
+
+# --- SQLite --------------------------------------------------------------------------------------
+
+
+class _SQLiteConn:
+    def __init__(self, conn: Any) -> None:
+        self._c = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        await self._c.execute(sql, tuple(params))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._c.executemany(sql, [tuple(r) for r in rows])
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self._c.execute(sql, tuple(params)) as cur:
+            return [tuple(r) for r in await cur.fetchall()]
+
+    async def script(self, sql: str) -> None:
+        # executescript would COMMIT the open transaction first; run statement by statement.
+        for stmt in _statements(sql):
+            await self._c.execute(stmt)
+
+
+class SQLiteDatabase:
+    """One connection (aiosqlite runs it in its own thread); a lock keeps transactions whole."""
+
+    dialect = "sqlite"
+
+    def __init__(self, url: str, path: str) -> None:
+        self.url = url
+        self.path = path
+        self._conn: Any = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        import aiosqlite
+
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+        self._conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=30.0)
+        await self._conn.execute("PRAGMA journal_mode=WAL")
+        await self._conn.execute("PRAGMA synchronous=NORMAL")
+        await self._conn.execute("PRAGMA busy_timeout=30000")
+        await self._conn.execute("PRAGMA foreign_keys=ON")
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SQLiteConn(self._conn)
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self._lock:
+            return await _SQLiteConn(self._conn).fetch(sql, params)
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        async with self._lock:
+            await self._conn.execute(sql, tuple(params))
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+
+
+_QMARK = re.compile(r"\?")
+
+
+def _numbered(sql: str) -> str:
+    n = 0
+
+    def repl(_: re.Match[str]) -> str:
+        nonlocal n
+        n += 1
+        return f"${n}"
+
+    return _QMARK.sub(repl, sql)
+
+
+class _PGConn:
+    def __init__(self, conn: Any) -> None:
+        self._c = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        await self._c.execute(_numbered(sql), *params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._c.executemany(_numbered(sql), [tuple(r) for r in rows])
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return [tuple(r) for r in await self._c.fetch(_numbered(sql), *params)]
+
+    async def script(self, sql: str) -> None:
+        await self._c.execute(sql)
+
+
+class PostgresDatabase:
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, pool_size: int, connect_timeout: float) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.connect_timeout = connect_timeout
+        self._pool: Any = None
+
+    async def open(self) -> None:
+        import asyncpg
+
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=self.pool_size, timeout=self.connect_timeout
+            )
+        except Exception as exc:
+            # asyncpg's messages may quote the DSN; never let a password reach a log.
+            raise ConnectionError(
+                f"cannot connect to PostgreSQL at {redact_url(self.url)}: {type(exc).__name__}"
+            ) from None
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield _PGConn(conn)
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self._pool.acquire() as conn:
+            return await _PGConn(conn).fetch(sql, params)
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        async with self._pool.acquire() as conn:
+            await _PGConn(conn).execute(sql, params)
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements (our migrations have no ';' inside literals)."""
+    lines = [ln for ln in sql.splitlines() if not ln.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -1,0 +1,250 @@
+"""The runtime side of the learned router: load an artifact, score a prompt, choose a model.
+
+Scoring a prompt:
+  1. hashed word/char n-gram TF-IDF of the prompt -> one ridge regression per model (stage 1);
+  2. dense shape statistics + the stage-1 outputs -> one boosted-tree ensemble per model (stage 2), plus
+     one for the strong-minus-weak quality gap when the router knows exactly two models.
+  3. predicted cost per model from the prompt's estimated token count (a per-model linear fit).
+
+Choosing: ``argmax_m  predicted_quality[m] - quality_per_dollar * predicted_cost_usd[m]``.
+``quality_per_dollar`` (lambda) says how much quality one US dollar is worth, quality being the 0..1
+score of the records. 0 means price is no object (best predicted quality, cheaper model on ties); as it
+grows the router trades quality for savings. Between two models A (dearer) and B it picks A exactly when
+``q_A - q_B >= lambda * (c_A - c_B)``, i.e. lambda maps to a threshold on the predicted quality gap,
+which ``threshold=`` sets directly (and ``threshold_for_strong_share`` calibrates from training data).
+
+The object is read-only after ``load`` and safe to call from a thread pool.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from polyroute.learned_router.features import HashedCounts, TextFeaturizer, dense_features, hash_counts
+from polyroute.learned_router.pricing import estimate_tokens
+from polyroute.learned_router.trees import TreeEnsemble
+
+FORMAT = "polyroute-learned-router"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Decision:
+    model: str
+    scores: dict[str, float]  # predicted quality (0..1) per considered candidate
+    reason: str
+    costs: dict[str, float] = field(default_factory=dict)  # predicted USD per considered candidate
+
+
+@dataclass
+class LearnedRouter:
+    models: list[str]
+    featurizer: TextFeaturizer
+    coef: np.ndarray  # (m, n_features) float32, dense over hashed columns
+    intercept: np.ndarray  # (m,)
+    stage2: list[TreeEnsemble] | None  # one per model, or None: stage 1 alone
+    gap_model: TreeEnsemble | None  # two-model routers: strong-minus-weak gap
+    cost_coef: np.ndarray  # (m, 2): usd = a + b * estimated_prompt_tokens
+    cost_source: str
+    mean_quality: np.ndarray  # (m,) in the training data
+    strong_share_thresholds: np.ndarray  # gap thresholds sending 0..100 % of training prompts to strong
+    default_quality_per_dollar: float = 0.0
+    info: dict[str, object] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ scoring
+
+    @property
+    def strong(self) -> str:
+        return self.models[int(np.argmax(self.mean_quality))]
+
+    def predict(self, prompts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predicted quality (n, m) and, for two-model routers, the predicted strong-weak gap (n,)."""
+        counts = hash_counts(prompts, self.featurizer.bits)
+        dense = np.vstack([dense_features(p) for p in prompts])
+        return self.predict_from(counts, dense)
+
+    def predict_from(self, counts: HashedCounts, dense: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``predict`` from precomputed hashed counts and dense features (hashing is stateless)."""
+        x = self.featurizer.transform_counts(counts)
+        s1 = np.asarray(x @ self.coef.T) + self.intercept
+        si = int(np.argmax(self.mean_quality))
+        gap: np.ndarray | None = None
+        if self.stage2 is None:
+            quality = s1
+            if len(self.models) == 2:
+                gap = s1[:, si] - s1[:, 1 - si]
+        else:
+            z = np.hstack([dense, s1])
+            quality = np.column_stack([t.predict(z) for t in self.stage2])
+            if self.gap_model is not None:
+                gap = self.gap_model.predict(z)
+        quality = np.clip(quality, 0.0, 1.0)
+        if gap is not None:
+            # make the per-model figures agree with the gap (their mean kept, their difference = gap)
+            mid = quality.mean(axis=1)
+            quality = np.empty_like(quality)
+            quality[:, si] = mid + gap / 2.0
+            quality[:, 1 - si] = mid - gap / 2.0
+        return quality, gap
+
+    def predict_cost(self, prompts: list[str]) -> np.ndarray:
+        tokens = np.array([estimate_tokens(p) for p in prompts], dtype=np.float64)
+        return self.cost_coef[:, 0][None, :] + tokens[:, None] * self.cost_coef[:, 1][None, :]
+
+    def strong_scores(self, prompts: list[str]) -> np.ndarray:
+        """Per prompt, how much the strongest model is predicted to beat the next best (RouteLLM score)."""
+        quality, gap = self.predict(prompts)
+        if gap is not None:
+            return gap
+        order = np.argsort(-self.mean_quality)
+        return quality[:, order[0]] - quality[:, order[1:]].max(axis=1)
+
+    def threshold_for_strong_share(self, share: float) -> float:
+        """Gap threshold that sent ``share`` (0..1) of the training prompts to the stronger model."""
+        share = min(max(share, 0.0), 1.0)
+        return float(np.interp(1.0 - share, np.linspace(0, 1, len(self.strong_share_thresholds)),
+                               self.strong_share_thresholds))
+
+    def choose(
+        self,
+        prompt: str,
+        candidates: list[str],
+        quality_per_dollar: float | None = None,
+        threshold: float | None = None,
+    ) -> Decision:
+        """Pick one of ``candidates`` for ``prompt``.
+
+        ``threshold`` (two candidates only) routes to the candidate with the higher training quality when
+        its predicted quality lead is >= threshold. Otherwise ``quality_per_dollar`` (default: the value
+        stored at training time) trades predicted quality against predicted cost. Candidates the router
+        was not trained on are ignored; if none is known, ValueError.
+        """
+        index = {m: i for i, m in enumerate(self.models)}
+        known = [c for c in dict.fromkeys(candidates) if c in index]
+        unknown = [c for c in candidates if c not in index]
+        if not known:
+            raise ValueError(f"none of the candidates {candidates} is known to this router ({self.models})")
+        quality, gap = self.predict([prompt])
+        cost = self.predict_cost([prompt])[0]
+        q = quality[0]
+        scores = {c: float(q[index[c]]) for c in known}
+        costs = {c: float(cost[index[c]]) for c in known}
+        note = f"; ignored unknown {unknown}" if unknown else ""
+        if len(known) == 1:
+            return Decision(known[0], scores, f"only candidate{note}", costs)
+        if threshold is not None and len(known) == 2:
+            hi, lo = sorted(known, key=lambda c: -self.mean_quality[index[c]])
+            lead = (
+                float(gap[0]) if gap is not None and len(self.models) == 2 else scores[hi] - scores[lo]
+            )
+            model = hi if lead >= threshold else lo
+            return Decision(model, scores, f"predicted lead of {hi} {lead:+.3f} vs threshold {threshold:+.3f}{note}", costs)
+        lam = self.default_quality_per_dollar if quality_per_dollar is None else float(quality_per_dollar)
+        utility = {c: scores[c] - lam * costs[c] for c in known}
+        # ties go to the cheaper model
+        model = max(known, key=lambda c: (utility[c], -costs[c]))
+        return Decision(
+            model,
+            scores,
+            f"max predicted quality - {lam:g}/USD * predicted cost: {utility[model]:.4f}{note}",
+            costs,
+        )
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | Path) -> None:
+        """One compressed ``.npz``: arrays plus a JSON header; loads without pickle."""
+        active = self.featurizer.active_columns().astype(np.int32)
+        half = 2**self.featurizer.bits
+        arrays: dict[str, np.ndarray] = {
+            "active": active,
+            "idf": np.concatenate([self.featurizer.word_idf, self.featurizer.char_idf])[active].astype(
+                np.float32
+            ),
+            "coef": self.coef[:, active].astype(np.float16),
+            "intercept": self.intercept.astype(np.float64),
+            "cost_coef": self.cost_coef.astype(np.float64),
+            "mean_quality": self.mean_quality.astype(np.float64),
+            "strong_share_thresholds": self.strong_share_thresholds.astype(np.float64),
+        }
+        if self.stage2 is not None:
+            for i, t in enumerate(self.stage2):
+                arrays.update(t.to_arrays(f"stage2.{i}"))
+        if self.gap_model is not None:
+            arrays.update(self.gap_model.to_arrays("gap"))
+        header = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "models": self.models,
+            "bits": self.featurizer.bits,
+            "half": half,
+            "char_weight": self.featurizer.char_weight,
+            "stage2": self.stage2 is not None,
+            "gap_model": self.gap_model is not None,
+            "cost_source": self.cost_source,
+            "default_quality_per_dollar": self.default_quality_per_dollar,
+            "info": self.info,
+        }
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+        tmp = Path(f"{path}.tmp{os.getpid()}")
+        tmp.write_bytes(buf.getvalue())
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> LearnedRouter:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        header = json.loads(arrays["header"].tobytes().decode())
+        if header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: not a {FORMAT} v{FORMAT_VERSION} artifact")
+        models = list(header["models"])
+        bits = int(header["bits"])
+        half = 2**bits
+        active = arrays["active"].astype(np.int64)
+        idf = np.zeros(2 * half, dtype=np.float32)
+        idf[active] = arrays["idf"]
+        featurizer = TextFeaturizer(bits, idf[:half].copy(), idf[half:].copy(), float(header["char_weight"]))
+        coef = np.zeros((len(models), 2 * half), dtype=np.float32)
+        coef[:, active] = arrays["coef"].astype(np.float32)
+        stage2 = (
+            [TreeEnsemble.from_arrays(arrays, f"stage2.{i}") for i in range(len(models))]
+            if header["stage2"]
+            else None
+        )
+        gap_model = TreeEnsemble.from_arrays(arrays, "gap") if header["gap_model"] else None
+        return cls(
+            models=models,
+            featurizer=featurizer,
+            coef=coef,
+            intercept=arrays["intercept"],
+            stage2=stage2,
+            gap_model=gap_model,
+            cost_coef=arrays["cost_coef"],
+            cost_source=str(header["cost_source"]),
+            mean_quality=arrays["mean_quality"],
+            strong_share_thresholds=arrays["strong_share_thresholds"],
+            default_quality_per_dollar=float(header["default_quality_per_dollar"]),
+            info=dict(header.get("info") or {}),
+        )
+
+
+def time_choose(router: LearnedRouter, prompt: str, candidates: list[str], repeats: int) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls to ``choose`` (for the latency benchmark)."""
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        router.choose(prompt, candidates)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+__all__ = ["Decision", "LearnedRouter", "hash_counts"]
