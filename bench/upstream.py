@@ -37,6 +37,8 @@ http {{
   open_file_cache_valid 600s;
   types {{ }}
   # POST to a static file is a 405 in nginx; turn that into an internal GET of the canned file.
+  # SSI (with nothing to include) makes nginx send the stream chunked, without Content-Length, as
+  # OpenAI does; some gateways (Portkey) fail on a Content-Length event stream.
   server {{
     listen 127.0.0.1:{json_port} backlog=4096;
     root {d}/www;
@@ -45,12 +47,14 @@ http {{
   server {{
     listen 127.0.0.1:{sse_port} backlog=4096;
     root {d}/www;
-    location / {{ default_type text/event-stream; error_page 405 =200 /sse_long.txt; try_files /sse_long.txt =404; }}
+    location / {{ default_type text/event-stream; ssi on; ssi_types text/event-stream;
+                 error_page 405 =200 /sse_long.txt; try_files /sse_long.txt =404; }}
   }}
   server {{
     listen 127.0.0.1:{sse_short_port} backlog=4096;
     root {d}/www;
-    location / {{ default_type text/event-stream; error_page 405 =200 /sse_short.txt; try_files /sse_short.txt =404; }}
+    location / {{ default_type text/event-stream; ssi on; ssi_types text/event-stream;
+                 error_page 405 =200 /sse_short.txt; try_files /sse_short.txt =404; }}
   }}
 }}
 """

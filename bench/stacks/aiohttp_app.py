@@ -6,10 +6,9 @@ import argparse
 import asyncio
 import os
 
+import clients
 import uvloop
 from aiohttp import web
-
-import clients
 from hotpath import JSON_URL, SSERewriter, build_response, build_upstream_body
 
 CLIENT = os.environ.get("STACK_CLIENT", "aiohttp")

@@ -54,7 +54,7 @@ class HttpxUpstream:
 
     async def post(self, url: str, body: bytes) -> bytes:
         r = await self._c.post(url, content=body)
-        return r.content  # type: ignore[no-any-return]
+        return r.content
 
     async def stream(self, url: str, body: bytes) -> AsyncIterator[bytes]:
         async with self._c.stream("POST", url, content=body) as r:
@@ -64,7 +64,7 @@ class HttpxUpstream:
 
 class PyreqwestUpstream:
     def __init__(self) -> None:
-        from pyreqwest.client import ClientBuilder  # type: ignore[import-not-found]
+        from pyreqwest.client import ClientBuilder
 
         self._c: Any = (
             ClientBuilder().default_headers(UPSTREAM_HEADERS).max_connections(POOL).error_for_status(True).build()
@@ -82,9 +82,9 @@ class PyreqwestUpstream:
 
 class AiosonicUpstream:
     def __init__(self) -> None:
-        import aiosonic  # type: ignore[import-not-found]
-        from aiosonic.connectors import TCPConnector  # type: ignore[import-not-found]
-        from aiosonic.pools import PoolConfig  # type: ignore[import-not-found]
+        import aiosonic
+        from aiosonic.connectors import TCPConnector
+        from aiosonic.pools import PoolConfig
 
         conn = TCPConnector(pool_configs={":default": PoolConfig(size=POOL)})
         self._c: Any = aiosonic.HTTPClient(connector=conn)

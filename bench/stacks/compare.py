@@ -20,10 +20,11 @@ BENCH = HERE.parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+import sched  # noqa: E402
+
 import measure  # noqa: E402
 import payloads  # noqa: E402
 import procstat  # noqa: E402
-import sched  # noqa: E402
 import setup_env  # noqa: E402
 import upstream  # noqa: E402
 from netutil import free_port, wait_http  # noqa: E402
@@ -89,6 +90,8 @@ def main() -> int:
     ap.add_argument("--no-fifo", action="store_true", help="do not use SCHED_FIFO for latency runs")
     ap.add_argument("--out", default=str(BENCH / "results"))
     a = ap.parse_args()
+    sched.exit_on_sigterm()
+    print("autogroup:", sched.boost_autogroup(), flush=True)
     setup_env.ensure_apt()
     if set(a.clients) & EXTRA_CLIENTS:
         setup_env.ensure_stack_extras()

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httptools
-
 from hotpath import UPSTREAM_HEADERS
 
 

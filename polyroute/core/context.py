@@ -36,6 +36,7 @@ class RequestContext:
     """Everything known about one request, filled in as it moves through the path."""
 
     __slots__ = (
+        "allowed_models",
         "api",
         "api_key",
         "attempts",
@@ -89,6 +90,9 @@ class RequestContext:
         # A policy that needs the answer (shadow traffic) sets this to [] in `before`; the gateway
         # then appends the first choice's text to it, so unsampled requests pay nothing.
         self.output_text: list[str] | None = None
+        # Governance fills this in `before` with the models the caller's key may use (None: any);
+        # the router answers 403 for the asked model and skips fallbacks outside it.
+        self.allowed_models: frozenset[str] | set[str] | None = None
 
     def served_headers(self) -> list[tuple[bytes, bytes]]:
         h = [(b"x-request-id", self.request_id.encode())]

@@ -19,6 +19,7 @@ from polyroute.core.deployment import Deployment
 from polyroute.core.policy import Policy
 from polyroute.core.tokens import estimate_prompt, estimate_text
 from polyroute.routing import executor
+from polyroute.routing.planner import Router
 
 log = logging.getLogger("polyroute")
 
@@ -28,12 +29,15 @@ class Gateway:
         self.config = config
         self.config_hash = config_hash
         self.catalog = Catalog(config)
+        # Deployment choice, failover, breakers and limits (polyroute/routing, docs/routing.md).
+        self.router = Router(self.catalog)
         self.policies = list(policies)
         for p in self.policies:
             p.attach(self)
 
     async def start(self) -> None:
         await self.catalog.start()
+        await self.router.start()
         for p in self.policies:
             await p.start()
 
@@ -44,6 +48,7 @@ class Gateway:
                 await p.close()
             except Exception:
                 log.exception("closing policy %s failed", type(p).__name__)
+        await self.router.close()
         await self.catalog.close()
 
     async def _before(self, ctx: RequestContext, req: t.ChatRequest | t.EmbeddingRequest) -> None:
@@ -71,7 +76,7 @@ class Gateway:
     async def chat(self, req: t.ChatRequest, ctx: RequestContext) -> t.ChatResponse:
         await self._before(ctx, req)
         try:
-            resp, dep, attempt = await executor.run_chat(self.catalog, req, ctx)
+            resp, dep, attempt = await executor.run_chat(self.router, req, ctx)
         except e.GatewayError as err:
             self._fail(ctx, err)
             await self._after(ctx)
@@ -93,7 +98,7 @@ class Gateway:
         await self._before(ctx, req)
         ctx.stream = True
         try:
-            first, rest, dep, attempt = await executor.open_stream(self.catalog, req, ctx)
+            first, rest, dep, attempt = await executor.open_stream(self.router, req, ctx)
         except e.GatewayError as err:
             self._fail(ctx, err)
             await self._after(ctx)
@@ -156,7 +161,7 @@ class Gateway:
     async def embed(self, req: t.EmbeddingRequest, ctx: RequestContext) -> t.EmbeddingResponse:
         await self._before(ctx, req)
         try:
-            resp = await executor.run_embed(self.catalog, req, ctx)
+            resp = await executor.run_embed(self.router, req, ctx)
         except e.GatewayError as err:
             self._fail(ctx, err)
             await self._after(ctx)

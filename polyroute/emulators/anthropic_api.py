@@ -336,8 +336,11 @@ def _stream_events(body: dict[str, Any], answer: Answer, usage: InputUsage, beha
             events.append(event("ping", {}))
         events.extend(event("content_block_delta", {"index": index, "delta": d}) for d in deltas)
         events.append(event("content_block_stop", {"index": index}))
+    # message_delta usage is cumulative; current API versions repeat the input side there too.
+    final_usage = {"input_tokens": usage.input_tokens, "cache_creation_input_tokens": usage.cache_creation,
+                   "cache_read_input_tokens": usage.cache_read, "output_tokens": _output_tokens(answer)}
     events.append(event("message_delta", {"delta": {"stop_reason": _stop_reason(answer), "stop_sequence": None},
-                                          "usage": {"output_tokens": _output_tokens(answer)}}))
+                                          "usage": final_usage}))
     events.append(event("message_stop", {}))
     return events
 

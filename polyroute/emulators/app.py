@@ -3,7 +3,7 @@
 Admin API (never recorded, never authenticated, never consumes behaviours):
   GET  /_emulator/health      -> {"kind": ..., "status": "ok"}
   GET  /_emulator/behaviour   -> {"default": {...}, "queue": [...], "failure_rate": {...} | null}
-  POST /_emulator/behaviour   <- {"default": {...} | null, "enqueue": [{...}, ...],
+  POST /_emulator/behaviour   <- {"default": {...} | null, "enqueue": [{...}, ...], "times": 1,
                                   "failure_rate": {"rate": 0.2, "seed": 1, "behaviour": {...}} | null,
                                   "clear_queue": true}   (every key optional; 400 on a bad body)
   POST /_emulator/reset       -> behaviours, queue, failure rate, recorded requests and cache cleared

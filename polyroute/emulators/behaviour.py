@@ -115,15 +115,6 @@ class Behaviour:
         object.__setattr__(self, "tool_calls", tuple(ToolCall.from_dict(c) for c in self.tool_calls))
         _check(self)
 
-    @property
-    def is_failure(self) -> bool:
-        return (
-            (self.status is not None and self.error_after is None)
-            or self.hang
-            or (self.disconnect_after is not None)
-            or (self.malformed is not None)
-        )
-
     def replace(self, **changes: Any) -> Behaviour:
         return dataclasses.replace(self, **changes)
 
@@ -210,9 +201,12 @@ class BehaviourController:
         with self._lock:
             self._default = behaviour or Behaviour()
 
-    def enqueue(self, *behaviours: Behaviour) -> None:
+    def enqueue(self, *behaviours: Behaviour, times: int = 1) -> None:
+        if times < 1:
+            raise BehaviourError("'times' must be >= 1")
         with self._lock:
-            self._queue.extend(behaviours)
+            for _ in range(times):
+                self._queue.extend(behaviours)
 
     def clear_queue(self) -> None:
         with self._lock:
@@ -256,7 +250,7 @@ class BehaviourController:
         """Apply a `POST /_emulator/behaviour` body; see the module README for its keys."""
         if not isinstance(body, dict):
             raise BehaviourError("the body must be a JSON object")
-        unknown = set(body) - {"default", "enqueue", "failure_rate", "clear_queue"}
+        unknown = set(body) - {"default", "enqueue", "times", "failure_rate", "clear_queue"}
         if unknown:
             raise BehaviourError(f"unknown keys: {sorted(unknown)}")
         # Validate everything before changing anything, so a bad body changes nothing.
@@ -269,6 +263,9 @@ class BehaviourController:
             if not isinstance(items, list):
                 raise BehaviourError("'enqueue' must be a list of behaviours")
             queued = [Behaviour.from_dict(item) for item in items]
+        times = body.get("times", 1)
+        if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+            raise BehaviourError("'times' must be an integer >= 1")
         failure: tuple[float, int, Behaviour | None] | None = None
         if "failure_rate" in body:
             spec = body["failure_rate"]
@@ -281,7 +278,7 @@ class BehaviourController:
         if "default" in body:
             self.set_default(default)
         if queued:
-            self.enqueue(*queued)
+            self.enqueue(*queued, times=times)
         if failure is not None:
             self.set_failure_rate(failure[0], seed=failure[1], behaviour=failure[2])
 

@@ -45,9 +45,9 @@ class Emulator:
             behaviour = Behaviour(**fields)
         self.behaviours.set_default(behaviour)
 
-    def enqueue(self, *behaviours: Behaviour) -> None:
-        """Queue behaviours for the next requests, one each, first in first out."""
-        self.behaviours.enqueue(*behaviours)
+    def enqueue(self, *behaviours: Behaviour, times: int = 1) -> None:
+        """Queue behaviours for the next requests, one each, first in first out (the lot `times` times)."""
+        self.behaviours.enqueue(*behaviours, times=times)
 
     def set_failure_rate(self, rate: float, *, seed: int = 0, behaviour: Behaviour | None = None) -> None:
         """Fail a `rate` fraction of requests (seeded, so runs repeat) with `behaviour` (503 by default)."""

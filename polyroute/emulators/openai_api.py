@@ -272,8 +272,12 @@ def _choice_deltas(ctx: _ChatContext, index: int) -> list[dict[str, Any]]:
     if answer.text:
         out.extend(choice({"content": piece}, text=piece) for piece in split_text(answer.text, chunks))
     for j, (call, call_id) in enumerate(zip(answer.tool_calls, _tool_call_ids(answer), strict=True)):
-        out.append(choice({"tool_calls": [{"index": j, "id": call_id, "type": "function",
-                                           "function": {"name": call.name, "arguments": ""}}]}))
+        opening = [{"index": j, "id": call_id, "type": "function", "function": {"name": call.name, "arguments": ""}}]
+        if j == 0 and answer.text is None:
+            # Without text, OpenAI opens the first call in the same delta as the role.
+            out[0]["delta"]["tool_calls"] = opening
+        else:
+            out.append(choice({"tool_calls": opening}))
         args = arguments_json(call)
         pieces = split_fixed(args, ARGUMENT_PIECE) if chunks is None else split_text(args, chunks)
         out.extend(choice({"tool_calls": [{"index": j, "function": {"arguments": piece}}]}) for piece in pieces)
@@ -320,14 +324,16 @@ def _azure_filters() -> dict[str, Any]:
     return {name: {"filtered": False, "severity": "safe"} for name in ("hate", "self_harm", "sexual", "violence")}
 
 
-async def _chat(request: web.Request, emu: Emulator, model_override: str | None, azure: bool) -> web.StreamResponse:
+async def _chat(request: web.Request, emu: Emulator, deployment: str | None) -> web.StreamResponse:
+    """Chat Completions; `deployment` is set on the Azure path, where the body's model is optional."""
+    azure = deployment is not None
     body, ok = await read_json(request)
     if not ok:
         return error_response(400, "We could not parse the JSON body of your request. (HINT: This likely means "
                               "you aren't using your HTTP library correctly. The OpenAI API expects a JSON "
                               "payload, but what was sent was not valid JSON.)")
-    if model_override is not None and isinstance(body, dict):
-        body = {"model": model_override, **body}
+    if deployment is not None and isinstance(body, dict):
+        body = {"model": deployment, **body}
     problem = _validate_chat(body)
     if problem is not None:
         return problem
@@ -342,11 +348,7 @@ async def _chat(request: web.Request, emu: Emulator, model_override: str | None,
     early = await before_answer(request, emu, behaviour, stream=stream, error=on_error)
     if early is not None:
         return early
-    model = model_override or body["model"]
-    ctx = _ChatContext(body, model, plan_answer(behaviour, chat_intent(body)), behaviour)
-    if azure:
-        # Azure reports the underlying model name; the deployment is only in the path.
-        ctx.model = str(body.get("model") or model)
+    ctx = _ChatContext(body, body["model"], plan_answer(behaviour, chat_intent(body)), behaviour)
     if not stream:
         payload = _completion(ctx)
         if azure:
@@ -385,11 +387,11 @@ def _embedding_inputs(value: Any) -> list[str | list[int]] | None:
     return None
 
 
-async def _embeddings(request: web.Request, emu: Emulator, model_override: str | None) -> web.StreamResponse:
+async def _embeddings(request: web.Request, emu: Emulator, deployment: str | None) -> web.StreamResponse:
     body, ok = await read_json(request)
     if not ok or not isinstance(body, dict):
         return error_response(400, "We could not parse the JSON body of your request.")
-    model = model_override or body.get("model")
+    model = body.get("model") or deployment
     if not isinstance(model, str) or not model:
         return error_response(400, "you must provide a model parameter")
     inputs = _embedding_inputs(body.get("input"))
@@ -433,7 +435,7 @@ def _model_object(name: str) -> dict[str, Any]:
 
 def add_routes(app: web.Application, emu: Emulator) -> None:
     async def chat(request: web.Request) -> web.StreamResponse:
-        return _check_bearer(request, emu) or await _chat(request, emu, None, azure=False)
+        return _check_bearer(request, emu) or await _chat(request, emu, None)
 
     async def embeddings(request: web.Request) -> web.StreamResponse:
         return _check_bearer(request, emu) or await _embeddings(request, emu, None)
@@ -453,8 +455,7 @@ def add_routes(app: web.Application, emu: Emulator) -> None:
         return json_response(_model_object(name))
 
     async def azure_chat(request: web.Request) -> web.StreamResponse:
-        return _check_azure(request, emu) or await _chat(request, emu, request.match_info["deployment"],
-                                                         azure=True)
+        return _check_azure(request, emu) or await _chat(request, emu, request.match_info["deployment"])
 
     async def azure_embeddings(request: web.Request) -> web.StreamResponse:
         return _check_azure(request, emu) or await _embeddings(request, emu, request.match_info["deployment"])

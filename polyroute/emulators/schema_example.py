@@ -17,6 +17,8 @@ def example_for_schema(schema: Any, text: str = "") -> Any:
 
 
 def _resolve(ref: str, root: dict[str, Any]) -> dict[str, Any]:
+    if ref == "#":
+        return root
     if not ref.startswith("#/"):
         return {}
     node: Any = root

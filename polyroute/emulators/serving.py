@@ -45,9 +45,9 @@ class RunningServer:
         return url_for(self.host, self.port)
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(build_app(self.emulator), access_log=None)
+        self._runner = web.AppRunner(build_app(self.emulator), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await self._runner.setup()
-        site = web.SockSite(self._runner, self._sock, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        site = web.SockSite(self._runner, self._sock)
         await site.start()
 
     async def stop(self) -> None:

@@ -116,8 +116,8 @@ class EmulatorServer:
     def set_behaviour(self, behaviour: Behaviour | None = None, **fields: Any) -> None:
         self.emulator.set_behaviour(behaviour, **fields)
 
-    def enqueue(self, *behaviours: Behaviour) -> None:
-        self.emulator.enqueue(*behaviours)
+    def enqueue(self, *behaviours: Behaviour, times: int = 1) -> None:
+        self.emulator.enqueue(*behaviours, times=times)
 
     def set_failure_rate(self, rate: float, *, seed: int = 0, behaviour: Behaviour | None = None) -> None:
         self.emulator.set_failure_rate(rate, seed=seed, behaviour=behaviour)

@@ -113,15 +113,16 @@ async def send_events(request: web.Request, behaviour: Behaviour, events: Sequen
         if behaviour.first_token_delay:
             await asyncio.sleep(behaviour.first_token_delay)
         for index in range(len(events) + 1):
+            # Failures keep the pace: they come where the next event would have.
+            if 0 < index < len(events) and behaviour.chunk_delay:
+                await asyncio.sleep(behaviour.chunk_delay)
             if await _inject(request, response, behaviour, events, index, sep, error_event):
                 return response
             if index == len(events):
                 break
-            if index > 0 and behaviour.chunk_delay:
-                await asyncio.sleep(behaviour.chunk_delay)
             await response.write(events[index].encode(sep))
         await response.write_eof()
-    except (ConnectionResetError, ConnectionError):
+    except ConnectionError:
         # The client went away mid-stream; nothing left to do.
         pass
     return response

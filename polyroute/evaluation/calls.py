@@ -79,4 +79,6 @@ async def ask(gateway: Gateway, req: t.ChatRequest, *, api: str = "compare") -> 
             out.text = resp.choices[0].message.text() if resp.choices else ""
     except GatewayError as err:
         out.status, out.error = err.status, f"{type(err).__name__}: {err.message}"
+    except Exception as exc:  # one broken answer must not lose a whole run's results
+        out.status, out.error = 500, f"unexpected {type(exc).__name__}: {exc}"
     return _finish(out, ctx)

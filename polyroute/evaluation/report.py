@@ -116,8 +116,8 @@ def render_report(
     scored = [s for s in summaries if s.mean_quality is not None]
     plots = [
         svg.scatter(
-            [(s.model, s.mean_cost_usd, s.mean_quality or 0.0) for s in scored],
-            title="Cost vs quality", x_label="mean cost per answer (USD)", y_label="mean quality (0..1)",
+            [(s.model, s.mean_cost_usd * 1000, s.mean_quality or 0.0) for s in scored],
+            title="Cost vs quality", x_label="USD per 1,000 answers (mean)", y_label="mean quality (0..1)",
             plot_id="plot-cost-quality", x_fmt=lambda v: f"${v:.3g}", y_fmt=lambda v: f"{v:.2f}",
             y_range=(0.0, 1.0),
         ),

@@ -76,7 +76,8 @@ class ResultRow:
 
 
 def routing_records(rows: Iterable[ResultRow], models: Sequence[str]) -> tuple[list[dict[str, Any]], int]:
-    """One record per prompt on which every model answered and was scored; (records, skipped).
+    """One record per prompt on which every model it was sent to answered and was scored (at
+    least two models); returns (records, prompts skipped). Models are listed in `models` order.
 
     A failed answer or an unreadable judgement says nothing about a model's quality on that
     prompt, and the router's training needs every model scored on every record.
@@ -87,14 +88,15 @@ def routing_records(rows: Iterable[ResultRow], models: Sequence[str]) -> tuple[l
     records: list[dict[str, Any]] = []
     skipped = 0
     for got in by_id.values():
-        if any(m not in got or not got[m].ok or got[m].quality is None for m in models):
+        here = [m for m in models if m in got]
+        if len(here) < 2 or any(not got[m].ok or got[m].quality is None for m in here):
             skipped += 1
             continue
-        first = got[models[0]]
+        first = got[here[0]]
         records.append({
             "prompt": first.prompt,
-            "scores": {m: got[m].quality for m in models},
-            "costs": {m: got[m].cost_usd for m in models},
+            "scores": {m: got[m].quality for m in here},
+            "costs": {m: got[m].cost_usd for m in here},
             "task": first.task,
         })
     return records, skipped

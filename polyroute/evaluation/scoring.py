@@ -7,6 +7,7 @@ Methods (`--match`, or `match` on a prompts-file line):
   ("The capital is Paris." matches "paris").
 - numeric: the answer's number (the one after "answer is", "answer:" or "####", else the last
   number in the answer) is within the tolerance of the reference: |a - r| <= tol * max(1, |r|).
+  A reference that is not a bare number has its number read the same way.
 - choice: a multiple-choice letter (A-J) is extracted from the answer ("B", "(B)", "B. ...",
   "The answer is B", "Answer: (b)" ...) and compared with the reference letter.
 - auto (default): choice when the reference is a single letter, numeric when it is a number,
@@ -107,8 +108,11 @@ def score_reference(answer: str, reference: str, method: str = "auto",
         got = extract_choice(answer)
         return Score(float(got == want), chosen, got)
     if chosen == "numeric":
+        # A reference that is not a bare number (another model's answer, in shadow agreement)
+        # is read like an answer.
         m = _REFERENCE_NUMBER_RE.match(reference)
-        ref = parse_number(m.group(1)) if m else parse_number(reference.strip())
+        ref_raw = m.group(1) if m else answer_number(reference)
+        ref = parse_number(ref_raw) if ref_raw is not None else None
         raw = answer_number(answer)
         value = parse_number(raw) if raw is not None else None
         ok = ref is not None and value is not None and abs(value - ref) <= tolerance * max(1.0, abs(ref))

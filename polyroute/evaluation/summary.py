@@ -95,9 +95,9 @@ def usd(v: float) -> str:
 
 def print_summary(console: Console, summaries: Sequence[ModelSummary], title: str) -> None:
     table = Table(title=title)
-    for col in ("model", "answers", "errors", "mean quality", "total cost", "mean cost", "p50 latency",
+    for col in ("model", "answers", "errors", "quality", "total cost", "cost/answer", "p50 latency",
                 "p95 latency", "p50 TTFT", "win rate"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
     for s in summaries:
         table.add_row(
             s.model,

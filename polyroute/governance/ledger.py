@@ -55,7 +55,7 @@ class Spool:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._seq += 1
             self._path = self.dir / f"ledger-{time.time_ns()}-{os.getpid()}-{self._seq}.jsonl"
-            f = open(self._path, "ab")  # noqa: SIM115 - held open across appends, closed in rotate()
+            f = open(self._path, "ab")  # held open across appends, closed in rotate()
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)
             self._file = f
         self._file.write(b"".join(encode_row(r) + b"\n" for r in rows))
@@ -153,9 +153,9 @@ class LedgerWriter:
     def queued(self) -> int:
         return self._q.qsize()
 
-    async def flush(self, timeout: float = 30.0) -> None:
+    async def flush(self, limit: float = 30.0) -> None:
         """Wait until every row submitted so far has been written (to the database or the spool)."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit):
             while not (self._q.empty() and not self._inflight):
                 self._idle.clear()
                 self._wake.set()
@@ -229,7 +229,7 @@ class LedgerWriter:
         done = 0
         for path in self.spool.segments():
             try:
-                f = open(path, "rb")  # noqa: ASYNC230, SIM115 - a local file, opened only to take its lock
+                f = open(path, "rb")  # noqa: ASYNC230 - a local file, opened only to take its lock
             except FileNotFoundError:
                 continue  # another process replayed it
             try:
@@ -255,12 +255,12 @@ class LedgerWriter:
             log.info("ledger: replayed %d spooled row(s) into the database", done)
         return done
 
-    async def close(self, timeout: float | None = None) -> None:
+    async def close(self, limit: float | None = None) -> None:
         """Drain everything: into the database if it answers in time, else into the spool."""
         self._stop.set()
         self._wake.set()
         if self._task is not None:
-            budget = timeout if timeout is not None else self.write_timeout * 2 + 5.0
+            budget = limit if limit is not None else self.write_timeout * 2 + 5.0
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), budget)
             except (TimeoutError, asyncio.CancelledError):

@@ -78,7 +78,7 @@ class LedgerRow(msgspec.Struct, kw_only=True):
             (
                 self.request_id, a.n, self.ts, a.deployment, a.provider, a.vendor, a.status, a.error,
                 float(a.latency_ms), a.input_tokens, a.output_tokens, float(a.cost),
-            )  # fmt: skip
+            )
             for a in self.attempts
         ]
 

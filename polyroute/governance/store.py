@@ -292,7 +292,7 @@ class Store:
             {
                 "id": int(r[0]), "ts": r[1], "actor": r[2], "action": r[3], "target": r[4],
                 "detail": json.loads(r[5]) if r[5] else None, "source": r[6],
-            }  # fmt: skip
+            }
             for r in rows
         ]
 

@@ -320,6 +320,14 @@ def tool_input(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_value": value}
 
 
+def signature_block(signature: str) -> dict[str, Any]:
+    """A tool call's own signature (Gemini's thoughtSignature on a function call) as an empty
+    thinking block before the call: tool_use has no field for it, and an Anthropic client sends
+    thinking blocks back unchanged, so the signature reaches the vendor again next turn (the
+    Gemini adapter puts a signature-only thinking part onto the call that follows it)."""
+    return {"type": "thinking", "thinking": "", "signature": signature}
+
+
 def content_blocks(m: t.Message) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for p in m.content:
@@ -327,6 +335,9 @@ def content_blocks(m: t.Message) -> list[dict[str, Any]]:
         if tp is t.TextPart:
             out.append({"type": "text", "text": p.text})  # type: ignore[union-attr]
         elif tp is t.ToolCall:
+            sig = p.signature  # type: ignore[union-attr]
+            if sig and not (out and out[-1]["type"] == "thinking" and out[-1]["signature"] == sig):
+                out.append(signature_block(sig))
             out.append({"type": "tool_use", "id": p.id, "name": p.name, "input": tool_input(p.arguments)})  # type: ignore[union-attr]
         elif tp is t.Thinking:
             if p.redacted_data is not None:  # type: ignore[union-attr]
@@ -464,6 +475,8 @@ class StreamRenderer:
         if te is t.ThinkingDelta:
             return out + self._thinking(ev)  # type: ignore[arg-type]
         if te is t.ToolCallStart:
+            if ev.signature:  # type: ignore[union-attr]
+                out += self._thinking(t.ThinkingDelta(signature=ev.signature))  # type: ignore[union-attr]
             out += self._open_block(
                 ("tool", ev.index),  # type: ignore[union-attr]
                 {"type": "tool_use", "id": ev.id, "name": ev.name, "input": {}},  # type: ignore[union-attr]

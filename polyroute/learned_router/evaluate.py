@@ -110,6 +110,8 @@ def evaluate(
         dense = dense_matrix(sub.prompts)
     pred_quality, gap = router.predict_from(counts, dense)
     pred_cost = router.predict_cost(sub.prompts)
+    # the router never picks a model it found dominated in training (see LearnedRouter.eligible)
+    routed_quality = np.where(router.eligible_mask()[None, :], pred_quality, -np.inf)
     out: dict[str, Any] = {
         "records": len(sub.prompts),
         "models": sub.models,
@@ -135,7 +137,7 @@ def evaluate(
                 for k, v in routellm_summary(length_scores(sub.prompts), qs, qw, num_results).items()
             },
         }
-    cq = cost_quality_report(pred_quality, pred_cost, sub, seed)
+    cq = cost_quality_report(routed_quality, pred_cost, sub, seed)
     if not include_points:
         cq.pop("router_points", None)
         for key in ("router", "static_mix", "random", "oracle"):

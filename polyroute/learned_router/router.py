@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from polyroute.learned_router.features import HashedCounts, TextFeaturizer, dense_features, hash_counts
+from polyroute.learned_router.metrics import upper_hull
 from polyroute.learned_router.pricing import estimate_tokens
 from polyroute.learned_router.trees import TreeEnsemble
 
@@ -54,9 +55,11 @@ class LearnedRouter:
     cost_coef: np.ndarray  # (m, 2): usd = a + b * estimated_prompt_tokens
     cost_source: str
     mean_quality: np.ndarray  # (m,) in the training data
+    mean_cost: np.ndarray  # (m,) USD, in the training data
     strong_share_thresholds: np.ndarray  # gap thresholds sending 0..100 % of training prompts to strong
     default_quality_per_dollar: float = 0.0
     info: dict[str, object] = field(default_factory=dict)
+    _eligible_cache: dict[tuple[int, ...], list[int]] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ scoring
 
@@ -106,6 +109,33 @@ class LearnedRouter:
         order = np.argsort(-self.mean_quality)
         return quality[:, order[0]] - quality[:, order[1:]].max(axis=1)
 
+    def eligible(self, indices: list[int]) -> list[int]:
+        """Of these models, the ones on the upper convex hull of the training (mean cost, mean quality).
+
+        A model below that hull was, on average, beaten by a random mix of cheaper and dearer models;
+        routing to it only adds noise from the per-prompt predictions. With equal costs all are kept.
+        """
+        key = tuple(sorted(indices))
+        cached = self._eligible_cache.get(key)
+        if cached is not None:
+            return cached
+        if self.cost_source == "equal" or len(key) <= 2:
+            out = list(key)
+        else:
+            hull = upper_hull(self.mean_cost[list(key)], self.mean_quality[list(key)])
+            out = [
+                i
+                for i in key
+                if any(abs(self.mean_cost[i] - c) <= 1e-15 and abs(self.mean_quality[i] - q) <= 1e-12 for c, q in hull)
+            ]
+        self._eligible_cache[key] = out
+        return out
+
+    def eligible_mask(self) -> np.ndarray:
+        mask = np.zeros(len(self.models), dtype=bool)
+        mask[self.eligible(list(range(len(self.models))))] = True
+        return mask
+
     def threshold_for_strong_share(self, share: float) -> float:
         """Gap threshold that sent ``share`` (0..1) of the training prompts to the stronger model."""
         share = min(max(share, 0.0), 1.0)
@@ -147,9 +177,10 @@ class LearnedRouter:
             model = hi if lead >= threshold else lo
             return Decision(model, scores, f"predicted lead of {hi} {lead:+.3f} vs threshold {threshold:+.3f}{note}", costs)
         lam = self.default_quality_per_dollar if quality_per_dollar is None else float(quality_per_dollar)
-        utility = {c: scores[c] - lam * costs[c] for c in known}
+        allowed = [self.models[i] for i in self.eligible([index[c] for c in known])]
+        utility = {c: scores[c] - lam * costs[c] for c in allowed}
         # ties go to the cheaper model
-        model = max(known, key=lambda c: (utility[c], -costs[c]))
+        model = max(allowed, key=lambda c: (utility[c], -costs[c]))
         return Decision(
             model,
             scores,
@@ -172,6 +203,7 @@ class LearnedRouter:
             "intercept": self.intercept.astype(np.float64),
             "cost_coef": self.cost_coef.astype(np.float64),
             "mean_quality": self.mean_quality.astype(np.float64),
+            "mean_cost": self.mean_cost.astype(np.float64),
             "strong_share_thresholds": self.strong_share_thresholds.astype(np.float64),
         }
         if self.stage2 is not None:
@@ -231,6 +263,7 @@ class LearnedRouter:
             cost_coef=arrays["cost_coef"],
             cost_source=str(header["cost_source"]),
             mean_quality=arrays["mean_quality"],
+            mean_cost=arrays["mean_cost"],
             strong_share_thresholds=arrays["strong_share_thresholds"],
             default_quality_per_dollar=float(header["default_quality_per_dollar"]),
             info=dict(header.get("info") or {}),

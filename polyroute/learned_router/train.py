@@ -35,7 +35,7 @@ from polyroute.learned_router.trees import TreeEnsemble
 @dataclass(frozen=True)
 class TrainConfig:
     bits: int = DEFAULT_BITS
-    alphas: tuple[float, ...] = (1.0, 3.0, 10.0)
+    alphas: tuple[float, ...] = (3.0, 10.0, 30.0, 100.0)
     inner_folds: int = 3
     stage2_min_records: int = 200
     stage2_leaf_options: tuple[int, ...] = (7, 15)
@@ -185,6 +185,7 @@ def train(
         cost_coef=_fit_cost_model(matrix),
         cost_source=matrix.cost_source,
         mean_quality=mean_quality,
+        mean_cost=matrix.cost.mean(axis=0),
         strong_share_thresholds=np.zeros(101),
         default_quality_per_dollar=cfg.quality_per_dollar,
         info=info,

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
+import msgspec
 import orjson
 
 from polyroute.core import errors as e
@@ -88,6 +89,25 @@ class Provider:
         if not caps.images and req.has_images():
             bad.append("image content")
         return bad
+
+
+def drop_unsupported(req: t.ChatRequest, bad: list[str]) -> t.ChatRequest:
+    """The request without the features a provider cannot honour (when the config says so)."""
+    changes: dict[str, Any] = {}
+    if "tools" in bad:
+        changes.update(tools=None, tool_choice=None, parallel_tool_calls=None)
+    if "response_format" in bad:
+        changes["response_format"] = None
+    if "logprobs" in bad:
+        changes.update(logprobs=None, top_logprobs=None)
+    if "n" in bad:
+        changes["n"] = 1
+    if "image content" in bad:
+        changes["messages"] = [
+            msgspec.structs.replace(m, content=[p for p in m.content if not isinstance(p, t.ImagePart)])
+            for m in req.messages
+        ]
+    return msgspec.structs.replace(req, **changes) if changes else req
 
 
 class HTTPProvider(Provider):

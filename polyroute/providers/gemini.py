@@ -109,11 +109,17 @@ def _image_part(p: t.ImagePart, images: dict[str, tuple[str, str]]) -> dict[str,
     if url.startswith("data:"):
         media, data = parse_data_url(url)
         return {"inlineData": {"mimeType": media, "data": data}}
-    if url.startswith("gs://") or url.startswith("https://generativelanguage.googleapis.com/"):
+    if _inline_or_google(url):
         # Already in Google's storage or Files API: referenced, not fetched.
         return {"fileData": {"mimeType": p.media_type or "image/png", "fileUri": url}}
-    media, data = images[url]
-    return {"inlineData": {"mimeType": media, "data": data}}
+    fetched = images.get(url)
+    if fetched is None:
+        raise e.InvalidRequest(f"image URL was not fetched: {url[:100]}", param="messages")
+    return {"inlineData": {"mimeType": fetched[0], "data": fetched[1]}}
+
+
+def _inline_or_google(url: str) -> bool:
+    return url.startswith(("data:", "gs://", "https://generativelanguage.googleapis.com/"))
 
 
 def fetchable_urls(req: t.ChatRequest) -> list[str]:
@@ -123,8 +129,9 @@ def fetchable_urls(req: t.ChatRequest) -> list[str]:
         for p in m.content:
             parts = p.content if type(p) is t.ToolResult else [p]
             for x in parts:
-                if type(x) is t.ImagePart and x.data is None and x.url and x.url.startswith(("http://", "https://")):
-                    if not x.url.startswith("https://generativelanguage.googleapis.com/") and x.url not in urls:
+                # Every other scheme (file:, ftp:...) goes to the fetcher too, which refuses it.
+                if type(x) is t.ImagePart and x.data is None and x.url and not _inline_or_google(x.url):
+                    if x.url not in urls:
                         urls.append(x.url)
     return urls
 

@@ -60,6 +60,19 @@ def is_public_address(addr: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+def _ip_literal(host: str) -> str | None:
+    """The address a host written as an IP literal means, including legacy IPv4 spellings
+    (0x7f000001, 127.1, 017700000001) that resolvers also accept."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        return str(ipaddress.IPv4Address(socket.inet_aton(host)))
+    except OSError:
+        return None
+
+
 def allow_private_from_env() -> bool:
     return os.environ.get(ALLOW_PRIVATE_ENV) == "1"
 
@@ -136,14 +149,12 @@ class ImageFetcher:
             raise ImageFetchError("image URL has no host")
         if self.allow_private:
             return
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            if host.lower() == "localhost" or host.lower().endswith(".localhost"):
-                raise ImageFetchError(f"image URL host '{host}' is not allowed") from None
-            return  # a name: the resolver checks what it resolves to
-        # aiohttp does not call the resolver for IP literals: check them here.
-        if not is_public_address(host):
+        if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+            raise ImageFetchError(f"image URL host '{host}' is not allowed")
+        literal = _ip_literal(host)
+        # aiohttp does not call the resolver for IP literals: they are checked here; names are
+        # checked by the resolver, on the addresses actually connected to.
+        if literal is not None and not is_public_address(literal):
             raise ImageFetchError(f"image URL host '{host}' is a non-public address")
 
     async def fetch(self, url: str) -> tuple[str, str]:

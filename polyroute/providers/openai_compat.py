@@ -12,7 +12,7 @@ import orjson
 
 from polyroute.core import errors as e
 from polyroute.core import types as t
-from polyroute.providers.base import Capabilities, HTTPProvider, iter_sse
+from polyroute.providers.base import Capabilities, HTTPProvider, drop_unsupported, iter_sse
 
 if TYPE_CHECKING:
     from polyroute.core.deployment import Deployment
@@ -112,6 +112,10 @@ class OpenAICompatible(HTTPProvider):
     # --- request ---------------------------------------------------------------------------
 
     def build_body(self, req: t.ChatRequest, dep: Deployment) -> dict[str, Any]:
+        if self.config.drop_unsupported_params:
+            bad = self.unsupported(req)
+            if bad:
+                req = drop_unsupported(req, bad)
         body: dict[str, Any] = {"model": dep.upstream_model, "messages": messages_to_openai(req.messages)}
         if req.tools:
             body["tools"] = [self.tool_to_wire(tool) for tool in req.tools]

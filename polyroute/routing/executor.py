@@ -1,159 +1,417 @@
-"""Runs one request over the deployments a route offers: the attempt loop.
+"""Runs one request over the planned deployments: the attempt loop.
 
-The loop is plain: ask the planner for an ordered list of deployments, try each, collect each
-failure, and stop at the first success or the first error that another deployment cannot fix.
-For streams, failover is possible only until the first event arrives; after that, the stream is
-the client's and errors end it.
+Walk the plan in order. A deployment whose breaker is open or whose capacity is full is skipped at
+once (no attempt, no wait). A failure moves to the next deployment immediately; client errors go
+straight back. When every deployment was tried and failed, another pass may follow (the route's
+`retries`), after an exponential backoff with jitter that also waits out an upstream Retry-After,
+within the request's deadline and the route's retry budget. If nothing could even be tried, the
+answer is 429 (all at capacity) or 503 (all breakers open) with Retry-After, never a queue.
+
+Every upstream try is one `Attempt` in `ctx.attempts` (the ledger writes them). Breakers, latency
+averages, in-flight counts and RPM/TPM windows are settled exactly once per try by a `_Lease`.
+
+Streams fail over until the first content event (an upstream that sends only its opening chunk
+and dies is still failed over); after that the stream is the client's, and the guard around it
+enforces the idle gap between chunks and the total time, and settles the lease at its end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from polyroute.core import errors as e
 from polyroute.core import types as t
-from polyroute.core.catalog import Catalog, Route
 from polyroute.core.context import Attempt, RequestContext
 from polyroute.core.deployment import Deployment
+from polyroute.routing.planner import Plan, Router
+from polyroute.routing.targets import Target
+
+R = TypeVar("R")
+INF = math.inf
+
+# How an error counts against the deployment that returned it.
+HEALTH = 0  # 5xx, 529, timeouts, connection errors: the breaker counts it
+CAPACITY = 1  # 429 or a full in-house queue: cool down, move on, breaker untouched
+NEUTRAL = 2  # the caller's fault, or the request's own deadline: nothing to learn
+
+# Why the asked model did not serve, as seen by the loop (see planner for the planner's reasons).
+CIRCUIT_OPEN = "circuit_open"
+AT_CAPACITY = "at_capacity"
+RATE_LIMITED = "rate_limited"
+TIMEOUT = "timeout"
+UPSTREAM_ERROR = "upstream_error"
+
+# Errors kept for the final message: enough to see the pattern, bounded for a retry storm.
+MAX_ERRORS = 8
+
+# Injectable jitter source.
+jitter: Callable[[], float] = random.random
 
 
-def candidates(catalog: Catalog, req: t.ChatRequest | t.EmbeddingRequest, ctx: RequestContext) -> list[Route]:
-    """The routes to try, in order: the asked model, then its fallbacks (if allowed)."""
-    route = catalog.route(req.model)
-    if route is None:
-        raise e.ModelNotFound(
-            f"model '{req.model}' does not exist; available models: {', '.join(catalog.names()) or 'none'}",
-            param="model",
+class _Lease:
+    """One attempt's claim on a deployment; settles its state exactly once."""
+
+    __slots__ = ("clock", "done", "reserved", "started", "target")
+
+    def __init__(self, target: Target, reserved: int, clock: Callable[[], float]) -> None:
+        self.target = target
+        self.reserved = reserved
+        self.clock = clock
+        self.started = time.perf_counter()
+        self.done = False
+
+    def ok(self, usage: t.Usage | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        x = self.target
+        now = self.clock()
+        x.breaker.success(now)
+        x.latency.observe_latency(time.perf_counter() - self.started)
+        x.capacity.release()
+        if self.reserved and usage is not None:
+            x.capacity.settle(now, usage.total_tokens - self.reserved)
+
+    def failed(self, err: e.GatewayError, verdict: int) -> None:
+        if self.done:
+            return
+        self.done = True
+        x = self.target
+        now = self.clock()
+        if verdict == HEALTH:
+            x.breaker.failure(now)
+            # A failure counts as slow, so least-latency moves away from a failing deployment.
+            elapsed = time.perf_counter() - self.started
+            prev = x.latency.latency()
+            x.latency.observe_latency(max(elapsed, 2 * prev) if prev else elapsed)
+            if err.retry_after:
+                x.capacity.cool_down(now + err.retry_after)
+        else:
+            x.breaker.abandon()
+            if verdict == CAPACITY:
+                ra = err.retry_after
+                x.capacity.cool_down(now + (ra if ra is not None else x.rate_limit_cooldown))
+        x.capacity.release()
+        if self.reserved:
+            x.capacity.settle(now, -self.reserved)
+
+    def dropped(self) -> None:
+        """Cancelled (client gone) or an unexpected exception: no verdict on the deployment."""
+        if self.done:
+            return
+        self.done = True
+        self.target.breaker.abandon()
+        self.target.capacity.release()
+
+
+def verdict(err: e.GatewayError, capped: bool) -> int:
+    if isinstance(err, e.RateLimited | e.Unavailable):
+        return CAPACITY
+    if not err.retryable:
+        return NEUTRAL
+    if capped and isinstance(err, e.UpstreamTimeout):
+        return NEUTRAL  # the request's deadline ran out, not the deployment's patience
+    return HEALTH
+
+
+def backoff(round_: int, initial: float, cap: float) -> float:
+    """Exponential backoff with equal jitter: between half and all of min(cap, initial x 2^n)."""
+    base = min(cap, initial * (2**round_))
+    return base / 2 + jitter() * base / 2
+
+
+class _Walk:
+    """The attempt loop's state for one request (one object, reused across attempts)."""
+
+    __slots__ = ("attempted", "deadline_hit", "errors", "plan", "reason", "router", "skipped_capacity")
+
+    def __init__(self, router: Router, plan: Plan) -> None:
+        self.router = router
+        self.plan = plan
+        self.errors: list[e.GatewayError] = []
+        self.attempted = False
+        self.skipped_capacity = False
+        self.deadline_hit = False
+        self.reason: str | None = None
+
+    def hint(self, now: float) -> float:
+        """Seconds until some planned deployment may be tried again."""
+        reserve = self.plan.reserve
+        best = INF
+        for x in self.plan.targets:
+            w = max(x.breaker.retry_in(now), x.capacity.wait(now, reserve))
+            if w < best:
+                best = w
+        return best
+
+    def final_error(self) -> e.GatewayError:
+        plan = self.plan
+        model = plan.primary.name
+        hint = self.hint(self.router.clock())
+        errors = self.errors
+        if self.deadline_hit:
+            detail = "; ".join(f"{x.provider or '?'}: {x.message}" for x in errors)
+            return e.UpstreamTimeout(
+                f"the request's deadline passed after {len(errors)} failed attempt(s)" + (f": {detail}" if detail else ""),
+                provider=errors[-1].provider if errors else None,
+            )
+        if errors:
+            err = errors[0] if len(errors) == 1 else e.AllProvidersFailed(errors[-MAX_ERRORS:])
+            if err.retry_after is None and err.retryable and 0 < hint < INF:
+                err.retry_after = hint
+            return err
+        if self.skipped_capacity:
+            return e.RateLimited(
+                f"every deployment of '{model}' is at capacity (rpm, tpm, max_concurrency or an upstream rate limit)",
+                retry_after=hint if hint < INF else 1.0,
+            )
+        return e.Unavailable(
+            f"every deployment of '{model}' is failing (circuit breakers open)",
+            retry_after=hint if hint < INF else None,
         )
-    routes = [route]
-    opts = req.options
-    if opts is not None and opts.models:
-        for name in opts.models:
-            r = catalog.route(name)
-            if r is not None and r not in routes:
-                routes.append(r)
-    if opts is None or opts.fallbacks is not False:
-        for name in route.fallbacks:
-            r = catalog.route(name)
-            if r is not None and r not in routes:
-                routes.append(r)
-    return routes
+
+    def note_skip(self, x: Target, reason: str) -> None:
+        if x.route is self.plan.primary:
+            self.reason = reason
 
 
-def plan(catalog: Catalog, req: t.ChatRequest | t.EmbeddingRequest, ctx: RequestContext) -> list[Deployment]:
-    out: list[Deployment] = []
-    opts = req.options
-    unsupported: list[str] = []
-    for route in candidates(catalog, req, ctx):
-        for dep in route.deployments:
-            prov = dep.provider
-            if opts is not None:
-                if opts.providers_allowed and prov.name not in opts.providers_allowed:
-                    continue
-                if opts.providers_excluded and prov.name in opts.providers_excluded:
-                    continue
-            if isinstance(req, t.ChatRequest):
-                bad = prov.unsupported(req)
-                if bad and not prov.config.drop_unsupported_params:
-                    unsupported.append(f"{prov.name} ({dep.upstream_model}) does not support {', '.join(bad)}")
-                    continue
-            out.append(dep)
-    if not out:
-        if unsupported:
-            raise e.InvalidRequest("; ".join(unsupported))
-        raise e.Unavailable(f"no deployment of '{req.model}' is allowed for this request")
-    return out
-
-
-def _timeout(dep: Deployment, req: t.ChatRequest | t.EmbeddingRequest, first_token: bool) -> float:
-    if req.options is not None and req.options.timeout is not None:
-        return req.options.timeout
-    to = dep.provider.config.timeouts
-    return to.first_token if first_token else to.total
-
-
-async def run_chat(
-    catalog: Catalog, req: t.ChatRequest, ctx: RequestContext
-) -> tuple[t.ChatResponse, Deployment, Attempt]:
-    errors: list[e.GatewayError] = []
-    for dep in plan(catalog, req, ctx):
-        attempt = _begin(ctx, dep)
-        try:
-            async with asyncio.timeout(_timeout(dep, req, first_token=False)):
-                resp = await dep.provider.chat(req, dep)
-        except TimeoutError:
-            err: e.GatewayError = e.UpstreamTimeout(f"provider '{dep.provider_name}' timed out", provider=dep.provider_name)
-            _fail(attempt, err)
-            errors.append(err)
-            continue
-        except e.GatewayError as exc:
-            _fail(attempt, exc)
-            if not exc.retryable:
+async def _walk(
+    router: Router,
+    plan: Plan,
+    ctx: RequestContext,
+    call: Callable[[Target], Awaitable[R]],
+    first_token: bool,
+) -> tuple[R, Target, Attempt, _Lease]:
+    loop = asyncio.get_running_loop()
+    clock = router.clock
+    primary = plan.primary
+    retry = primary.config.retry
+    budget = primary.budget
+    budget.request(clock())
+    w = _Walk(router, plan)
+    deadline = plan.deadline
+    reserve = plan.reserve
+    round_ = 0
+    while True:
+        tried = False
+        for x in plan.targets:
+            now = clock()
+            if not x.breaker.allows(now):
+                w.note_skip(x, CIRCUIT_OPEN)
+                continue
+            if not x.capacity.acquire(now, reserve):
+                w.skipped_capacity = True
+                w.note_skip(x, AT_CAPACITY)
+                continue
+            if round_ and not budget.try_retry(now):
+                x.capacity.release()
+                if reserve:
+                    x.capacity.settle(now, -reserve)
+                raise w.final_error()
+            if not x.breaker.admit(now):  # another request took the half-open probe
+                x.capacity.release()
+                if reserve:
+                    x.capacity.settle(now, -reserve)
+                w.note_skip(x, CIRCUIT_OPEN)
+                continue
+            limit = x.timeouts.first_token if first_token else x.timeouts.total
+            capped = False
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    x.breaker.abandon()
+                    x.capacity.release()
+                    w.deadline_hit = True
+                    raise w.final_error()
+                if left < limit:
+                    limit, capped = left, True
+            tried = w.attempted = True
+            lease = _Lease(x, reserve, clock)
+            attempt = _begin(ctx, x.dep)
+            try:
+                async with asyncio.timeout(limit):
+                    result = await call(x)
+            except TimeoutError:
+                err: e.GatewayError = e.UpstreamTimeout(
+                    f"provider '{x.provider.name}' "
+                    + ("sent no first token" if first_token else "did not answer")
+                    + f" within {limit:.3g} s",
+                    provider=x.provider.name,
+                )
+            except e.GatewayError as exc:
+                err = exc
+            except BaseException as exc:
+                lease.dropped()
+                _fail(attempt, e.UpstreamError(f"attempt ended: {type(exc).__name__}", provider=x.provider.name,
+                                               status=499 if isinstance(exc, asyncio.CancelledError) else 500))
                 raise
-            errors.append(exc)
-            continue
-        _succeed(ctx, attempt, dep, resp.usage)
-        return resp, dep, attempt
-    raise e.AllProvidersFailed(errors) if len(errors) > 1 else errors[0]
+            else:
+                _served(w, x, ctx)
+                return result, x, attempt, lease
+            v = verdict(err, capped)
+            lease.failed(err, v)
+            _fail(attempt, err)
+            if x.route is primary:
+                w.reason = RATE_LIMITED if v == CAPACITY else TIMEOUT if isinstance(err, e.UpstreamTimeout) else UPSTREAM_ERROR
+            if not err.retryable:
+                raise err
+            w.errors.append(err)
+            if deadline is not None and loop.time() >= deadline:
+                w.deadline_hit = True
+                raise w.final_error()
+        if not tried or round_ >= plan.retries:
+            raise w.final_error()
+        # Another pass: wait for the backoff, or for the first deployment to become available
+        # again (an upstream Retry-After) when that is later, unless that is too long to hold
+        # the client.
+        hint = w.hint(clock())
+        wait = backoff(round_, retry.backoff_initial, retry.backoff_max)
+        if hint < INF and hint > wait:
+            if hint > retry.backoff_max:
+                raise w.final_error()
+            wait = hint
+        if deadline is not None and loop.time() + wait >= deadline:
+            w.deadline_hit = True
+            raise w.final_error()
+        await asyncio.sleep(wait)
+        round_ += 1
+
+
+def _served(w: _Walk, x: Target, ctx: RequestContext) -> None:
+    plan = w.plan
+    ctx.deployment, ctx.provider = x.key, x.provider.name
+    primary = plan.primary
+    if x.route is not primary:
+        ctx.route = x.route.name
+        reason = plan.primary_block or w.reason or UPSTREAM_ERROR
+        ctx.fallback_reason = "weak_model:" + reason if x.route.weak and not primary.weak else reason
+    elif plan.sticky is not None and primary.affinity is not None:
+        primary.affinity.put(plan.sticky, x.key, w.router.clock())
+
+
+# --- public entry points -------------------------------------------------------------------
+
+
+async def run_chat(router: Router, req: t.ChatRequest, ctx: RequestContext) -> tuple[t.ChatResponse, Deployment, Attempt]:
+    plan = await router.plan(req, ctx)
+
+    def call(x: Target) -> Awaitable[t.ChatResponse]:
+        return x.provider.chat(req, x.dep)
+
+    resp, x, attempt, lease = await _walk(router, plan, ctx, call, first_token=False)
+    lease.ok(resp.usage)
+    _succeed(ctx, attempt, x.dep, resp.usage)
+    return resp, x.dep, attempt
+
+
+async def run_embed(router: Router, req: t.EmbeddingRequest, ctx: RequestContext) -> t.EmbeddingResponse:
+    plan = await router.plan(req, ctx)
+
+    def call(x: Target) -> Awaitable[t.EmbeddingResponse]:
+        return x.provider.embed(req, x.dep)
+
+    resp, x, attempt, lease = await _walk(router, plan, ctx, call, first_token=False)
+    lease.ok(resp.usage)
+    _succeed(ctx, attempt, x.dep, resp.usage)
+    return resp
+
+
+_Opened = tuple[t.StreamEvent, t.StreamEvent | None, AsyncIterator[t.StreamEvent]]
 
 
 async def open_stream(
-    catalog: Catalog, req: t.ChatRequest, ctx: RequestContext
+    router: Router, req: t.ChatRequest, ctx: RequestContext
 ) -> tuple[t.StreamEvent, AsyncIterator[t.StreamEvent], Deployment, Attempt]:
-    """Start a stream with failover until its first event; returns that event and the rest."""
-    errors: list[e.GatewayError] = []
-    for dep in plan(catalog, req, ctx):
-        attempt = _begin(ctx, dep)
-        it = aiter(dep.provider.stream(req, dep))
+    """Start a stream with failover until its first content event; returns the first event and
+    the rest (guarded: idle gap, total time, state settled at the end)."""
+    plan = await router.plan(req, ctx)
+
+    async def call(x: Target) -> _Opened:
+        it = aiter(x.provider.stream(req, x.dep))
         try:
-            async with asyncio.timeout(_timeout(dep, req, first_token=True)):
-                first = await anext(it)
-        except (TimeoutError, StopAsyncIteration) as exc:
-            err: e.GatewayError = (
-                e.UpstreamTimeout(f"provider '{dep.provider_name}' sent no first token in time", provider=dep.provider_name)
-                if isinstance(exc, TimeoutError)
-                else e.UpstreamError(f"provider '{dep.provider_name}' sent an empty stream", provider=dep.provider_name)
-            )
+            first = await anext(it)
+            second = await anext(it) if isinstance(first, t.StreamStart) else None
+        except StopAsyncIteration:
             await close_quietly(it)
-            _fail(attempt, err)
-            errors.append(err)
-            continue
-        except e.GatewayError as exc:
+            raise e.UpstreamError(
+                f"provider '{x.provider.name}' ended the stream before any content", provider=x.provider.name
+            ) from None
+        except BaseException:
             await close_quietly(it)
-            _fail(attempt, exc)
-            if not exc.retryable:
-                raise
-            errors.append(exc)
-            continue
-        ctx.ttft = time.monotonic() - ctx.started
-        ctx.deployment, ctx.provider = dep.id, dep.provider_name
-        return first, it, dep, attempt
-    raise e.AllProvidersFailed(errors) if len(errors) > 1 else errors[0]
+            raise
+        return first, second, it
+
+    (first, pending, it), x, attempt, lease = await _walk(router, plan, ctx, call, first_token=True)
+    ctx.ttft = time.monotonic() - ctx.started
+    x.latency.observe_ttft(time.perf_counter() - lease.started)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + x.timeouts.total - (time.perf_counter() - lease.started)
+    if plan.deadline is not None and plan.deadline < end:
+        end = plan.deadline
+    return first, _guard(x, lease, pending, it, end, plan.deadline is not None and plan.deadline == end), x.dep, attempt
 
 
-async def run_embed(catalog: Catalog, req: t.EmbeddingRequest, ctx: RequestContext) -> t.EmbeddingResponse:
-    errors: list[e.GatewayError] = []
-    for dep in plan(catalog, req, ctx):
-        attempt = _begin(ctx, dep)
-        try:
-            async with asyncio.timeout(_timeout(dep, req, first_token=False)):
-                resp = await dep.provider.embed(req, dep)
-        except TimeoutError:
-            err: e.GatewayError = e.UpstreamTimeout(f"provider '{dep.provider_name}' timed out", provider=dep.provider_name)
-            _fail(attempt, err)
-            errors.append(err)
-            continue
-        except e.GatewayError as exc:
-            _fail(attempt, exc)
-            if not exc.retryable:
-                raise
-            errors.append(exc)
-            continue
-        _succeed(ctx, attempt, dep, resp.usage)
-        return resp
-    raise e.AllProvidersFailed(errors) if len(errors) > 1 else errors[0]
+async def _guard(
+    x: Target,
+    lease: _Lease,
+    pending: t.StreamEvent | None,
+    it: AsyncIterator[t.StreamEvent],
+    end: float,
+    end_is_deadline: bool,
+) -> AsyncIterator[t.StreamEvent]:
+    loop = asyncio.get_running_loop()
+    idle = x.timeouts.idle
+    usage: t.Usage | None = None
+    finished = False
+    try:
+        if pending is not None:
+            if isinstance(pending, t.UsageEvent):
+                usage = pending.usage
+            yield pending
+        while True:
+            limit = loop.time() + idle
+            hard = end <= limit
+            if hard:
+                limit = end
+            try:
+                async with asyncio.timeout_at(limit):
+                    ev = await anext(it)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                name = x.provider.name
+                if hard:
+                    err: e.GatewayError = e.UpstreamTimeout(
+                        f"provider '{name}' stream went past the "
+                        + ("request's deadline" if end_is_deadline else f"total timeout of {x.timeouts.total:g} s"),
+                        provider=name,
+                    )
+                    lease.failed(err, NEUTRAL)
+                else:
+                    err = e.UpstreamTimeout(f"provider '{name}' sent no stream chunk for {idle:g} s", provider=name)
+                    lease.failed(err, HEALTH)
+                raise err from None
+            if isinstance(ev, t.UsageEvent):
+                usage = ev.usage
+            yield ev
+        finished = True
+    except e.GatewayError as exc:
+        lease.failed(exc, verdict(exc, False))
+        raise
+    finally:
+        if finished:
+            lease.ok(usage)
+        else:
+            lease.dropped()
+        await close_quietly(it)
+
+
+# --- attempts (the ledger's rows) ------------------------------------------------------------
 
 
 def _begin(ctx: RequestContext, dep: Deployment) -> Attempt:
@@ -178,7 +436,9 @@ def _succeed(ctx: RequestContext, a: Attempt, dep: Deployment, usage: t.Usage | 
     ctx.deployment, ctx.provider = dep.id, dep.provider_name
 
 
-def finish_stream_attempt(ctx: RequestContext, a: Attempt, dep: Deployment, usage: t.Usage | None, err: e.GatewayError | None) -> None:
+def finish_stream_attempt(
+    ctx: RequestContext, a: Attempt, dep: Deployment, usage: t.Usage | None, err: e.GatewayError | None
+) -> None:
     if err is not None:
         _fail(a, err)
     else:

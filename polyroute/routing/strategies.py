@@ -174,9 +174,12 @@ def register_strategy(cls: type[Strategy]) -> type[Strategy]:
 def strategy_class(name: str) -> type[Strategy] | None:
     cls = STRATEGIES.get(name)
     if cls is None and name in _PROVIDED_BY:
+        module = _PROVIDED_BY[name]
         try:
-            importlib.import_module(_PROVIDED_BY[name])
-        except ImportError:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # the module exists but is broken: say so
+                raise
             return None
         cls = STRATEGIES.get(name)
     return cls

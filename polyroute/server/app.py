@@ -10,7 +10,7 @@ from typing import Any
 from polyroute.core import errors as e
 from polyroute.core.context import RequestContext
 from polyroute.core.gateway import Gateway
-from polyroute.inbound import openai_embeddings
+from polyroute.inbound import openai_embeddings, options
 from polyroute.inbound.api import ChatAPI, StreamRenderer
 from polyroute.inbound.openai_chat import OpenAIChatAPI
 from polyroute.inbound.openai_chat import error_body as openai_error_body
@@ -126,6 +126,7 @@ class App:
         try:
             body = await read_body(scope, receive, self.max_body)
             req = api.parse(body)
+            req.options = options.merge(req.options, scope["headers"])
             if req.stream:
                 events = await self.gateway.open_chat_stream(req, ctx)
                 renderer = api.stream_renderer(req)
@@ -180,6 +181,7 @@ class App:
         try:
             body = await read_body(scope, receive, self.max_body)
             req, encoding = openai_embeddings.parse_request(body)
+            req.options = options.merge(req.options, scope["headers"])
             resp = await self.gateway.embed(req, ctx)
             await send_json(
                 send, 200, openai_embeddings.render_response(resp, req.model, encoding), ctx.served_headers()

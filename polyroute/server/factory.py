@@ -28,16 +28,28 @@ def resolve_config(path: str | None) -> tuple[Config, str, str]:
 
 def build_policies(cfg: Config) -> list[Policy]:
     # Governance (keys, limits, budgets, ledger) plugs in here once configured.
+    from polyroute.evaluation.shadow import shadow_policies
+
     try:
         from polyroute.governance.setup import policies_for
     except ImportError:
-        return []
-    return policies_for(cfg)
+        return shadow_policies(cfg)
+    return [*policies_for(cfg), *shadow_policies(cfg)]
+
+
+def install_routes(app: App) -> App:
+    """Feature routes beyond the inference API: the governance admin API (/admin/...)."""
+    try:
+        from polyroute.governance.setup import install_admin
+    except ImportError:
+        return app
+    install_admin(app)
+    return app
 
 
 def build_app(path: str | None = None) -> App:
     cfg, digest, _ = resolve_config(path)
-    return App(Gateway(cfg, digest, build_policies(cfg)))
+    return install_routes(App(Gateway(cfg, digest, build_policies(cfg))))
 
 
 def create_app() -> App:

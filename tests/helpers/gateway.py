@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,6 +15,7 @@ import uvicorn
 from polyroute.config.load import config_hash, parse_config
 from polyroute.config.schema import Config
 from polyroute.core.gateway import Gateway
+from polyroute.core.policy import Policy
 from polyroute.server.app import App
 from polyroute.server.factory import build_policies
 
@@ -39,10 +40,19 @@ class RunningGateway:
 
 
 @contextmanager
-def run_gateway(config: str | Config, env: dict[str, str] | None = None, **app_kwargs: Any) -> Iterator[RunningGateway]:
-    """Start a gateway for `config` (YAML text or a Config) in a thread; stop it on exit."""
+def run_gateway(
+    config: str | Config,
+    env: dict[str, str] | None = None,
+    extra_policies: Sequence[Policy] = (),
+    **app_kwargs: Any,
+) -> Iterator[RunningGateway]:
+    """Start a gateway for `config` (YAML text or a Config) in a thread; stop it on exit.
+
+    `extra_policies` run after the configured ones: tests use them to observe each request's
+    final RequestContext."""
     cfg = parse_config(config, "<test config>", env=env or {}) if isinstance(config, str) else config
-    app = App(Gateway(cfg, config_hash(cfg), build_policies(cfg)), **app_kwargs)
+    policies = [*build_policies(cfg), *extra_policies]
+    app = App(Gateway(cfg, config_hash(cfg), policies), **app_kwargs)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", http="httptools", lifespan="on",

@@ -318,3 +318,21 @@ def test_stream_error_event() -> None:
 def test_error_types(err: e.GatewayError, kind: str) -> None:
     assert error_body(err) == {"type": "error", "error": {"type": kind, "message": "x"}}
     assert AnthropicMessagesAPI().error_body(err)["error"]["type"] == kind
+
+
+def test_tool_call_signature_travels_as_a_thinking_block() -> None:
+    d = render_response(response([t.ToolCall(id="c", name="f", arguments="{}", signature="GSIG")], "tool_calls"), "m")
+    assert d["content"][0] == {"type": "thinking", "thinking": "", "signature": "GSIG"}
+    assert d["content"][1]["type"] == "tool_use"
+    sse = run_stream([t.StreamStart(id="m", model="u", created=0), t.ToolCallStart(index=0, id="c", name="f", signature="GSIG"),
+                      t.ToolCallDelta(index=0, arguments="{}"), t.Finish(reason="tool_calls")])
+    starts = [d["content_block"]["type"] for n, d in sse if n == "content_block_start"]
+    assert starts == ["thinking", "tool_use"]
+    assert {"type": "signature_delta", "signature": "GSIG"} in [d["delta"] for n, d in sse if n == "content_block_delta"]
+    # sent back, it becomes the signature-only Thinking part the Gemini adapter re-attaches
+    back = parse_request(body(messages=[
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": d["content"]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c", "content": "ok"}]},
+    ]))
+    assert back.messages[1].content[0] == t.Thinking(text="", signature="GSIG")

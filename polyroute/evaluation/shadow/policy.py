@@ -2,9 +2,12 @@
 
 The decision to sample is made in `before` (so the gateway collects the answer text only for
 sampled requests); `after` only schedules a background task and returns, so the client never waits
-for a candidate. Mirrored calls go straight to the routing executor, past every policy: they are
-not authenticated, rate-limited, budgeted or written to the ledger as the caller's. Their cost is
-recorded in the shadow store (`candidates[].cost_usd`, `shadow_cost_usd`).
+for a candidate. Mirrored calls go straight to the gateway's router, past every policy: they are
+not authenticated, counted in the caller's rate limits, billed to the caller's budget or written
+to the ledger. Their cost is recorded in the shadow store (`candidates[].cost_usd`,
+`shadow_cost_usd`). They do use the deployments' real capacity (RPM/TPM, concurrency, breakers),
+because the upstream limits are real: a busy deployment refuses a candidate call (recorded as an
+error) rather than queueing it.
 
 Each route has a bound on mirrored requests in flight (`max_queue`, waiting or running) and on
 parallel candidate calls (`max_concurrency`); a request that finds the queue full is dropped and
@@ -32,8 +35,8 @@ from polyroute.evaluation.shadow.store import ShadowStore, open_store
 from polyroute.routing import executor
 
 if TYPE_CHECKING:
-    from polyroute.core.catalog import Catalog
     from polyroute.core.gateway import Gateway
+    from polyroute.routing.planner import Router
 
 log = logging.getLogger("polyroute.shadow")
 
@@ -42,10 +45,11 @@ DRAIN_SECONDS = 10.0
 
 
 class ShadowStats:
-    __slots__ = ("dropped", "failed", "mirrored", "sampled", "stored")
+    __slots__ = ("dropped", "failed", "mirrored", "sampled", "skipped", "stored")
 
     def __init__(self) -> None:
         self.sampled = 0  # requests picked by the sample rate
+        self.skipped = 0  # of those, failed or answered without text (tool calls): nothing to compare
         self.mirrored = 0  # of those, answered successfully and scheduled
         self.dropped = 0  # scheduled-to-be but the route's queue was full
         self.stored = 0  # pairs written
@@ -75,8 +79,7 @@ class ShadowPolicy(Policy):
         self.stores = stores
         self.routes = {name: _Route(sc, stores[sc.store]) for name, sc in routes.items()}
         self._random = rng or random.Random().random
-        self.catalog: Catalog | None = None
-        self._served_by: dict[str, str] = {}
+        self.router: Router | None = None
 
     @property
     def stats(self) -> dict[str, dict[str, int]]:
@@ -86,8 +89,8 @@ class ShadowPolicy(Policy):
         return sum(len(r.pending) for r in self.routes.values())
 
     def attach(self, gateway: Gateway) -> None:
-        self.catalog = gateway.catalog
-        self._served_by = {d.id: d.model_name for r in gateway.catalog.routes.values() for d in r.deployments}
+        # The gateway's own router: candidates share its providers, breakers and upstream limits.
+        self.router = gateway.router
 
     async def before(self, ctx: RequestContext, req: t.ChatRequest | t.EmbeddingRequest) -> None:
         route = self.routes.get(req.model)
@@ -100,7 +103,10 @@ class ShadowPolicy(Policy):
     async def after(self, ctx: RequestContext) -> None:
         req = ctx.request
         route = self.routes.get(ctx.model_asked)
-        if route is None or ctx.output_text is None or ctx.error is not None or not isinstance(req, t.ChatRequest):
+        if route is None or ctx.output_text is None or not isinstance(req, t.ChatRequest):
+            return
+        if ctx.error is not None or not any(part.strip() for part in ctx.output_text):
+            route.stats.skipped += 1
             return
         if len(route.pending) >= route.config.max_queue:
             route.stats.dropped += 1
@@ -117,9 +123,9 @@ class ShadowPolicy(Policy):
 
     def _primary(self, ctx: RequestContext) -> dict[str, Any]:
         usage = ctx.usage or t.Usage()
-        served = self._served_by.get(ctx.deployment or "", ctx.model_asked)
         return {
-            "model": served,
+            # The route that answered: the asked one, or the fallback that served it.
+            "model": ctx.route or ctx.model_asked,
             "deployment": ctx.deployment,
             "provider": ctx.provider,
             "answer": "".join(ctx.output_text or ()),
@@ -157,7 +163,7 @@ class ShadowPolicy(Policy):
             log.exception("shadow pair for request %s was lost", request_id)
 
     async def _candidate(self, route: _Route, request_id: str, req: t.ChatRequest, model: str) -> dict[str, Any]:
-        assert self.catalog is not None and route.limit is not None
+        assert self.router is not None and route.limit is not None
         sreq = msgspec.structs.replace(
             req, model=model, stream=False, include_usage=False, options=t.RequestOptions(fallbacks=False)
         )
@@ -166,7 +172,7 @@ class ShadowPolicy(Policy):
         async with route.limit:
             ctx.started = time.monotonic()
             try:
-                resp, dep, attempt = await executor.run_chat(self.catalog, sreq, ctx)
+                resp, dep, attempt = await executor.run_chat(self.router, sreq, ctx)
             except e.GatewayError as err:
                 out["status"], out["error"] = err.status, f"{type(err).__name__}: {err.message}"
                 resp = None

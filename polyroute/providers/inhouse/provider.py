@@ -117,8 +117,8 @@ class InHouse(Provider):
             raise ValueError(f"provider '{name}': context_size must be at least 64 tokens (got {config.context_size})")
         self._chat = _Lazy(INHOUSE_CHAT, lambda: _load_chat(config))
         self._embedder = _Lazy(INHOUSE_EMBEDDING, _load_embedder)
-        self._chat_slots = Slots(f"in-house model '{INHOUSE_CHAT}'", config.max_concurrency, config.max_queue)
-        self._embed_slots = Slots(f"in-house model '{INHOUSE_EMBEDDING}'", config.max_concurrency, config.max_queue)
+        self.chat_slots = Slots(f"in-house model '{INHOUSE_CHAT}'", config.max_concurrency, config.max_queue)
+        self.embed_slots = Slots(f"in-house model '{INHOUSE_EMBEDDING}'", config.max_concurrency, config.max_queue)
         self._chat_pool = concurrent.futures.ThreadPoolExecutor(config.max_concurrency, thread_name_prefix=f"{name}-chat")
         self._embed_pool = concurrent.futures.ThreadPoolExecutor(config.max_concurrency, thread_name_prefix=f"{name}-embed")
         # Models that deployments name, when the catalogue reports them (add_deployment).
@@ -193,13 +193,13 @@ class InHouse(Provider):
         llm = await self._chat.get()
         body = build_body(req, context_size=self.config.context_size)
         reader = ChunkReader(dep.upstream_model, self.name)
-        await self._chat_slots.acquire()
+        await self.chat_slots.acquire()
         try:
             run: ThreadStream[dict[str, Any]] = ThreadStream(lambda emit: llm.generate(body, emit), self._chat_pool)
         except BaseException:
-            self._chat_slots.release()
+            self.chat_slots.release()
             raise
-        self._track(run.done, self._chat_slots, run.stop)
+        self._track(run.done, self.chat_slots, run.stop)
         try:
             async for chunk in run:
                 for ev in reader.feed(chunk):
@@ -231,14 +231,14 @@ class InHouse(Provider):
                 param="dimensions",
                 provider=self.name,
             )
-        await self._embed_slots.acquire()
+        await self.embed_slots.acquire()
         stop = threading.Event()
         try:
             done = asyncio.get_running_loop().run_in_executor(self._embed_pool, embedder.embed, req.inputs, stop.is_set)
         except BaseException:
-            self._embed_slots.release()
+            self.embed_slots.release()
             raise
-        self._track(done, self._embed_slots, stop.set)
+        self._track(done, self.embed_slots, stop.set)
         try:
             # shield: if the request is cancelled, the batch loop stops at its next batch and
             # the slot is freed only then (see _track)
