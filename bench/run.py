@@ -1,6 +1,6 @@
 """polyroute performance benchmark: direct vs polyroute (bare, governed, 2 workers, /v1/messages) vs peers.
 
-    .venv/bin/python bench/run.py --quick      # ~6 min: 3 s per load level
+    .venv/bin/python bench/run.py --quick      # ~3 min: 3 s per load level
     .venv/bin/python bench/run.py              # full: 8 s per load level, 500 stream samples
     .venv/bin/python bench/run.py --only direct polyroute --no-peers
 

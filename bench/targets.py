@@ -141,8 +141,10 @@ def start_polyroute(up: Upstream, workdir: Path, name: str, workers: int, govern
                    "--workers", str(workers)], cpus, log, cwd=workdir)
     r = Running(name, proc, port, log=log)
     if not wait_http(r.base + "/health/ready", 90, alive=lambda: proc.poll() is None):
+        code = proc.poll()
         r.stop()
-        raise Skip(f"{name}: not ready at /health/ready within 90 s: {_tail(log)}")
+        why = f"exited with code {code}" if code is not None else "not ready at /health/ready within 90 s"
+        raise Skip(f"{name}: {why}: {_tail(log)}")
     if governed:
         status, data = post(r.base + "/admin/keys", orjson.dumps(
             {"name": "bench", "rpm": 1_000_000_000, "tpm": 1_000_000_000_000, "budget_daily": 1e12}),
@@ -197,8 +199,10 @@ def start_litellm(up: Upstream, workdir: Path, cpus: str) -> Running:
                    "--num_workers", "1"], cpus, log, env=env, cwd=workdir)
     r = Running("litellm", proc, port, headers={"Authorization": f"Bearer {LITELLM_KEY}"}, log=log)
     if not wait_http(r.base + "/health/liveliness", 180, alive=lambda: proc.poll() is None):
+        code = proc.poll()
         r.stop()
-        raise Skip(f"litellm: not live within 180 s: {_tail(log)}")
+        why = f"exited with code {code}" if code is not None else "not live within 180 s"
+        raise Skip(f"litellm: {why}: {_tail(log)}")
     try:
         verify(r)
     except Skip:

@@ -1,18 +1,13 @@
-"""Shared test set-up: the emulators' fixtures and the gateway runner."""
+"""Shared test set-up. The emulators' fixtures (openai_emulator, anthropic_emulator,
+gemini_emulator, emulator_factory) come from polyroute's pytest11 entry point."""
 
 from __future__ import annotations
 
 import pytest
 
-try:  # the emulators' fixtures (openai_emulator, anthropic_emulator, gemini_emulator)
-    from polyroute.emulators.pytest_plugin import *  # noqa: F403
-except ImportError:  # pragma: no cover - while the emulators are being built
-    pass
-
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Everything outside tests/unit talks to real servers over loopback: the integration tier.
     for item in items:
-        if "integration" in item.keywords or "slow" in item.keywords:
-            continue
-        if "tests/unit" not in str(item.fspath):
+        if "tests/unit" not in str(item.fspath) and "integration" not in item.keywords:
             item.add_marker(pytest.mark.integration)

@@ -99,10 +99,10 @@ def main() -> None:
     if args.child is not None:
         print(json.dumps(child(args.child, args.runs, args.tokens)))
         return
-    from polyroute.providers.inhouse.llm import cpu_threads
+    from polyroute.providers.inhouse.cpu import cpu_threads, usable_cpus
 
     results = []
-    for threads in args.threads or sorted({cpu_threads(), 1}, reverse=True):
+    for threads in args.threads or sorted({cpu_threads(), usable_cpus()}):
         out = subprocess.run(
             [sys.executable, __file__, "--child", str(threads), "--runs", str(args.runs), "--tokens", str(args.tokens)],
             check=True, capture_output=True, text=True,

@@ -64,6 +64,7 @@ def parse_config(text: str, source: str, env: Mapping[str, str] | None = None) -
     raw = _substitute(raw, "", source, os.environ if env is None else env)
     cfg = _convert(raw, source)
     check_references(cfg, source)
+    check_features(cfg, source)
     return cfg
 
 
@@ -139,6 +140,14 @@ def _convert(raw: dict[str, Any], source: str) -> Config:
         return msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise _validation_error(exc, "", source) from None
+
+
+def check_features(cfg: Config, source: str) -> None:
+    """Checks owned by features that live outside the config package (imported late: they
+    import this module for ConfigError)."""
+    from polyroute.evaluation.shadow import check_shadow
+
+    check_shadow(cfg, source)
 
 
 def load_config(path: str | Path) -> tuple[Config, str]:

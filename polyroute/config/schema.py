@@ -75,7 +75,9 @@ class RetryConfig(C):
     immediate and free; a retry is another pass over deployments that already failed."""
 
     # Extra passes over the route's deployments (the `retries` request option overrides it).
-    retries: NonNegInt = 2
+    # Off by default: failover is immediate anyway, and the vendors' SDKs already retry what the
+    # gateway marks retryable, so a second retry layer would multiply load during an outage.
+    retries: NonNegInt = 0
     # Exponential backoff between passes, with jitter; an upstream Retry-After wins when longer.
     backoff_initial: NonNegFloat = 0.25
     backoff_max: NonNegFloat = 8.0

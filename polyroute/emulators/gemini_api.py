@@ -214,12 +214,10 @@ def _answer_parts(answer: Answer, *, with_thoughts: bool, chunks: int | None = N
     if not groups:
         groups.append([{"text": ""}])
     if answer.thinking is not None:
-        for group in groups:
-            target = next((p for p in group if "functionCall" in p), None) if answer.tool_calls else \
-                next((p for p in group if not p.get("thought")), None)
-            if target is not None:
-                target["thoughtSignature"] = _signature(answer.thinking)
-                break
+        signed = "functionCall" if answer.tool_calls else "text"
+        target = next((p for group in groups for p in group if signed in p and not p.get("thought")), None)
+        if target is not None:
+            target["thoughtSignature"] = _signature(answer.thinking)
     if not split:
         return [[part for group in groups for part in group]]
     return groups

@@ -70,6 +70,14 @@ class EmulatorServer:
         try:
             loop.run_forever()
         finally:
+            # Handlers still running (hung or slow requests) must finish their cancellation before
+            # the loop closes, or Python reports them as destroyed while pending.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
     def stop(self) -> None:

@@ -1,9 +1,10 @@
 """Virtual keys in memory, so the request path never waits on the database to authenticate.
 
 The whole key and team tables are reloaded every `ttl` seconds in the background (they are small);
-admin-API changes in this process update the cache at once. A key not in the cache triggers one
-reload (at most one per second for all callers together), so a key just created with the CLI
-works on its first request, and a flood of invalid keys costs at most one query per second.
+admin-API changes in this process update the cache at once. A key not in the cache is looked up
+by its hash (at most MISS_QUERIES_PER_SECOND look-ups per second for all callers together), so a
+key just created with the CLI works on its first request, and a flood of invalid keys costs the
+database at most that many indexed queries per second.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from polyroute.governance.store import Store
 
 log = logging.getLogger("polyroute.governance")
 
-MISS_RELOAD_INTERVAL = 1.0
+MISS_QUERIES_PER_SECOND = 20
 
 
 class KeyCache:
@@ -29,8 +30,9 @@ class KeyCache:
         self.by_id: dict[str, Key] = {}
         self.teams: dict[str, Team] = {}
         self.loaded_at = 0.0
-        self._reload: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._miss_window = 0.0
+        self._misses = 0
 
     @property
     def any_keys(self) -> bool:
@@ -41,11 +43,10 @@ class KeyCache:
         self._task = asyncio.create_task(self._refresh_loop(), name="polyroute-key-cache")
 
     async def close(self) -> None:
-        for t in (self._task, self._reload):
-            if t is not None:
-                t.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
 
     async def load(self) -> None:
         keys = await self.store.keys()
@@ -57,25 +58,48 @@ class KeyCache:
         self.loaded_at = time.monotonic()
 
     async def _refresh_loop(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self.ttl)
             try:
                 await self.load()
             except Exception as exc:
-                # Keep serving from the last good copy while the database is away.
-                log.warning("reloading virtual keys failed (%s); using the cached copy", type(exc).__name__)
+                # Keep serving from the last good copy while the database is away; say so once.
+                log.log(logging.DEBUG if failing else logging.WARNING,
+                        "reloading virtual keys failed (%s); using the cached copy", type(exc).__name__)
+                failing = True
+            else:
+                if failing:
+                    log.warning("virtual keys reloaded: the database is back")
+                failing = False
 
-    async def lookup(self, secret: str) -> Key | None:
-        h = hash_key(secret)
+    async def lookup(self, secret: str, hashed: str | None = None) -> Key | None:
+        h = hashed or hash_key(secret)
         key = self.by_hash.get(h)
-        if key is None and time.monotonic() - self.loaded_at >= MISS_RELOAD_INTERVAL:
-            if self._reload is None or self._reload.done():
-                self._reload = asyncio.create_task(self.load())
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._reload)
-            key = self.by_hash.get(h)
+        if key is None and self._may_query():
+            key = await self._fetch(h)
         if key is None or not same_hash(key.key_hash, h):
             return None
+        return key
+
+    def _may_query(self) -> bool:
+        """At most MISS_QUERIES_PER_SECOND database look-ups for unknown keys, all callers together."""
+        now = time.monotonic()
+        if now - self._miss_window >= 1.0:
+            self._miss_window, self._misses = now, 0
+        self._misses += 1
+        return self._misses <= MISS_QUERIES_PER_SECOND
+
+    async def _fetch(self, key_hash: str) -> Key | None:
+        try:
+            key = await self.store.key_by_hash(key_hash)
+            if key is not None and key.team_id not in self.teams:
+                self.teams = {t.id: t for t in await self.store.teams()}
+        except Exception as exc:
+            log.debug("looking up an unknown key failed (%s)", type(exc).__name__)
+            return None
+        if key is not None:
+            self.put(key)
         return key
 
     def put(self, key: Key) -> None:

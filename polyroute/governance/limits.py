@@ -55,9 +55,19 @@ class Reservation:
     settled: bool = False
 
 
+_last_day: list[tuple[int, tuple[str, str]]] = [(-1, ("", ""))]
+
+
 def periods(wall: float) -> tuple[str, str]:
-    d = datetime.fromtimestamp(wall, UTC)
-    return d.strftime("%Y-%m-%d"), d.strftime("%Y-%m")
+    """("YYYY-MM-DD", "YYYY-MM") in UTC; formatted once per day (it is on the request path)."""
+    n = int(wall // 86400)
+    last = _last_day[0]
+    if last[0] == n:
+        return last[1]
+    d = datetime.fromtimestamp(n * 86400, UTC)
+    out = (d.strftime("%Y-%m-%d"), d.strftime("%Y-%m"))
+    _last_day[0] = (n, out)
+    return out
 
 
 def period_starts(wall: float) -> tuple[float, float]:

@@ -97,6 +97,8 @@ class Governance(Policy):
         self.hold = max([p.timeouts.total for p in cfg.providers.values()] + [600.0]) + 60.0
         self._pending: dict[str, _Pending] = {}
         self._allowed_cache: dict[str, tuple[ModelRule, ModelRule, frozenset[str]]] = {}
+        # Limits as counters see them, rebuilt only when the key or team record is replaced.
+        self._subjects_cache: dict[str, tuple[Key, Team, list[Subject]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.started = False
@@ -204,9 +206,10 @@ class Governance(Policy):
                     code="missing_api_key",
                 )
             return None
-        if self.master_hash is not None and same_hash(hash_key(secret), self.master_hash):
+        h = hash_key(secret)
+        if self.master_hash is not None and same_hash(h, self.master_hash):
             return MASTER
-        key = await self.keys.lookup(secret)
+        key = await self.keys.lookup(secret, h)
         if key is None:
             if self.auth_required:
                 raise e.AuthenticationFailed("invalid API key", code="invalid_api_key")
@@ -246,6 +249,15 @@ class Governance(Policy):
         return allowed
 
     def _subjects(self, key: Key) -> list[Subject]:
+        team = self._team(key)
+        cached = self._subjects_cache.get(key.id)
+        if cached is not None and cached[0] is key and cached[1] is team:
+            return cached[2]
+        out = self._make_subjects(key)
+        self._subjects_cache[key.id] = (key, team, out)
+        return out
+
+    def _make_subjects(self, key: Key) -> list[Subject]:
         out = []
         for sid, label, lim in (
             (f"key:{key.id}", f"key '{key.name or key.prefix}'", key.limits),

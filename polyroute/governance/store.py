@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from polyroute.governance.db import Database, migrate, open_database
@@ -31,7 +30,9 @@ _INSERT_ATTEMPT = (
 
 
 def utc_day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+    from polyroute.governance.limits import periods
+
+    return periods(ts)[0]
 
 
 def _limits(row: Sequence[Any]) -> Limits:
@@ -121,6 +122,15 @@ class Store:
             "FROM api_keys ORDER BY created_at"
         )
         return [Key(r[0], r[1], r[2], r[3], r[4], _limits(r[5:11]), r[11], r[12], r[13], r[14]) for r in rows]
+
+    async def key_by_hash(self, key_hash: str) -> Key | None:
+        rows = await self.db.fetch(
+            f"SELECT id, team_id, name, key_hash, prefix, {_LIMIT_COLS}, created_at, updated_at, expires_at, revoked_at "
+            "FROM api_keys WHERE key_hash = ?",
+            (key_hash,),
+        )
+        r = rows[0] if rows else None
+        return Key(r[0], r[1], r[2], r[3], r[4], _limits(r[5:11]), r[11], r[12], r[13], r[14]) if r else None
 
     async def key_by_ref(self, ref: str) -> Key | None:
         """A key by its id or its display prefix (what `keys list` shows)."""

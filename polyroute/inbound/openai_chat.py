@@ -117,7 +117,14 @@ def _message(m: w.MessageW, i: int) -> t.Message:
         if m.refusal:
             parts.append(t.TextPart(text=m.refusal))
         for tc in m.tool_calls or ():
-            parts.append(t.ToolCall(id=tc.id, name=tc.function.name, arguments=tc.function.arguments))
+            parts.append(
+                t.ToolCall(
+                    id=tc.id,
+                    name=tc.function.name,
+                    arguments=tc.function.arguments,
+                    signature=_signature_of(tc.extra_content),
+                )
+            )
         if m.function_call is not None:
             parts.append(t.ToolCall(id="call_legacy", name=m.function_call.name, arguments=m.function_call.arguments))
         return t.Message(role="assistant", content=parts, name=m.name)
@@ -127,6 +134,16 @@ def _message(m: w.MessageW, i: int) -> t.Message:
         role="tool",
         content=[t.ToolResult(tool_call_id=m.tool_call_id, content=result_parts)],
     )
+
+
+def _signature_of(extra: dict[str, Any] | None) -> str | None:
+    google = (extra or {}).get("google")
+    sig = google.get("thought_signature") if isinstance(google, dict) else None
+    return sig if isinstance(sig, str) else None
+
+
+def _extra_content(signature: str | None) -> dict[str, Any]:
+    return {"extra_content": {"google": {"thought_signature": signature}}} if signature else {}
 
 
 def _tool(d: w.ToolDef) -> t.Tool:
@@ -185,6 +202,7 @@ def _message_dict(m: t.Message) -> dict[str, Any]:
                     "id": p.id,
                     "type": "function",
                     "function": {"name": p.name, "arguments": p.arguments},
+                    **_extra_content(p.signature),
                 }
             )
         elif isinstance(p, t.Thinking):
@@ -266,6 +284,7 @@ class StreamRenderer:
                             "id": ev.id,
                             "type": "function",
                             "function": {"name": ev.name, "arguments": ""},
+                            **_extra_content(ev.signature),
                         }
                     ]
                 },

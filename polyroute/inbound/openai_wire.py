@@ -55,6 +55,8 @@ class ToolCallW(W):
     id: str
     function: FunctionCall
     type: Literal["function"] = "function"
+    # Google's OpenAI-compatible API carries Gemini thought signatures here; so do we.
+    extra_content: dict[str, Any] | None = None
 
 
 class SystemMessage(W, tag_field="role", tag="system"):

@@ -15,6 +15,7 @@ Canonical <-> `models/{m}:generateContent`, `:streamGenerateContent?alt=sse` and
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
@@ -433,10 +434,9 @@ class Gemini(HTTPProvider):
         await super().close()
 
     async def _body(self, req: t.ChatRequest) -> dict[str, Any]:
-        images: dict[str, tuple[str, str]] = {}
-        for url in fetchable_urls(req):
-            images[url] = await self.images.fetch(url)
-        return build_body(req, images)
+        urls = fetchable_urls(req)
+        fetched = await asyncio.gather(*(self.images.fetch(u) for u in urls)) if urls else []
+        return build_body(req, dict(zip(urls, fetched, strict=True)))
 
     def map_error(self, status: int, raw: bytes, headers: Any) -> e.GatewayError:
         err = super().map_error(status, raw, headers)

@@ -21,6 +21,7 @@ import asyncio
 import math
 import random
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
@@ -353,7 +354,11 @@ async def open_stream(
     end = loop.time() + x.timeouts.total - (time.perf_counter() - lease.started)
     if plan.deadline is not None and plan.deadline < end:
         end = plan.deadline
-    return first, _guard(x, lease, pending, it, end, plan.deadline is not None and plan.deadline == end), x.dep, attempt
+    rest = _guard(x, lease, pending, it, end, plan.deadline is not None and plan.deadline == end)
+    # If the caller drops the stream without ever iterating it, the guard's `finally` never runs:
+    # free the deployment's slot when the generator is collected instead.
+    weakref.finalize(rest, lease.dropped)
+    return first, rest, x.dep, attempt
 
 
 async def _guard(

@@ -10,12 +10,13 @@ timeouts are a stalled upstream (30 s) against a gateway timeout of 0.3-0.5 s.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from polyroute.core.context import RequestContext
 from polyroute.core.policy import Policy
@@ -26,7 +27,7 @@ from tests.helpers.gateway import RunningGateway, run_gateway
 
 pytestmark = pytest.mark.integration
 
-MSG = [{"role": "user", "content": "hello there"}]
+MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello there"}]
 
 
 class Clock:
@@ -115,7 +116,7 @@ class Setup:
             return text, dict(resp.headers)
 
 
-def start(yaml_text: str) -> Iterator[Setup]:
+def start(yaml_text: str) -> Generator[Setup, None, None]:
     clock = Clock()
     with run_gateway(yaml_text) as gw:
         gw.gateway.router.clock = clock
@@ -126,7 +127,7 @@ def start(yaml_text: str) -> Iterator[Setup]:
 
 @pytest.fixture
 def make(openai_emulator: EmulatorServer, anthropic_emulator: EmulatorServer) -> Iterator[Callable[..., Setup]]:
-    gens: list[Iterator[Setup]] = []
+    gens: list[Generator[Setup, None, None]] = []
 
     def make_(**kw: str) -> Setup:
         g = start(yaml(openai_emulator, anthropic_emulator, **kw))

@@ -651,3 +651,33 @@ async def test_stream_closed_by_client_releases_the_deployment() -> None:
     a = router.target("A")
     assert a is not None and a.capacity.inflight() == 0
     assert a.breaker.state(0) == CLOSED
+
+
+def test_in_house_models_count_as_weak_by_default() -> None:
+    models = """
+models:
+  strong:
+    fallbacks: [local]
+    deployments: [{provider: a, model: x}]
+  local:
+    deployments: [{provider: house, model: smollm2-135m-instruct}]
+"""
+    providers = PROVIDERS + "  house: {type: inhouse}\n"
+    with pytest.raises(ConfigError, match="allow_weak_fallback"):
+        setup(models, providers)
+    router, _, _ = setup(models.replace("fallbacks: [local]", "fallbacks: [local]\n    allow_weak_fallback: true"), providers)
+    assert router.routes["local"].weak and not router.routes["strong"].weak
+    # The in-house context size bounds its prompts unless the deployment says otherwise.
+    assert router.routes["local"].targets[0].context_window == 2048
+
+
+async def test_stream_never_iterated_still_frees_its_slot() -> None:
+    import gc
+
+    router, _, _ = setup(TWO)
+    _, rest, _, _ = await executor.open_stream(router, req(stream=True), RequestContext("r", "openai"))
+    a = router.target("A")
+    assert a is not None and a.capacity.inflight() == 1
+    del rest
+    gc.collect()
+    assert a.capacity.inflight() == 0

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from polyroute.providers.inhouse.llm import cpu_threads
+from polyroute.providers.inhouse.cpu import cpu_threads
 
 DIMENSIONS = 384
 MAX_SEQ_LENGTH = 256  # sentence-transformers' max_seq_length for this model
@@ -35,16 +35,19 @@ class Embedder:
 
     dimensions = DIMENSIONS
 
-    def __init__(self, model_path: Path, tokenizer_path: Path, *, threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: Path, tokenizer_path: Path, *, threads: int | None = None, optimization: str = "EXTENDED"
+    ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or cpu_threads()
         so.inter_op_num_threads = 1
-        # Measured in bench/inhouse: the default (ENABLE_ALL) pre-packs weights and costs
-        # ~90 MB more RSS for no speed gain; the arena would keep every batch's peak.
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        # EXTENDED, not onnxruntime's default ALL: measured in bench/inhouse/embed.py, ALL
+        # pre-packs the weights into ~90 MB more RSS for no speed gain. Without the arena,
+        # memory returns after a big batch instead of staying at its peak.
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_ENABLE_{optimization}")
         so.enable_cpu_mem_arena = False
         # Idle worker threads must not spin: they share the CPU with the event loop and the LLM.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -27,16 +27,7 @@ from typing import Any
 
 import orjson
 
-MAX_THREADS = 8  # a 135M model stops scaling well before this
-
-
-def cpu_threads() -> int:
-    """CPUs this process may run on (cgroup/affinity aware), capped."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n, MAX_THREADS))
+from polyroute.providers.inhouse.cpu import cpu_threads
 
 
 @contextlib.contextmanager
@@ -75,8 +66,9 @@ class ChatModel:
         p.model.path = str(path)
         p.n_parallel = parallel
         p.n_ctx = context_size * parallel  # llama.cpp splits the context evenly across slots
-        p.cpuparams.n_threads = self.threads
-        p.cpuparams_batch.n_threads = self.threads
+        for cpu in (p.cpuparams, p.cpuparams_batch):
+            cpu.n_threads = self.threads
+            cpu.poll = 0  # sleep, not spin, between operations: the CPUs are shared (see cpu_threads)
         p.hostnames = [os.path.join(self._sockdir, "llama.sock")]
         p.api_keys = [secrets.token_urlsafe(32)]
         p.ui = False
