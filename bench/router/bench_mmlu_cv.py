@@ -24,11 +24,11 @@ from sklearn.model_selection import GroupKFold, KFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from polyroute.learned_router.evaluate import length_scores  # noqa: E402
-from polyroute.learned_router.features import HashedCounts, dense_matrix, hash_counts  # noqa: E402
-from polyroute.learned_router.metrics import routellm_summary  # noqa: E402
-from polyroute.learned_router.records import Matrix, load_records, to_matrix  # noqa: E402
-from polyroute.learned_router.train import TrainConfig, train  # noqa: E402
+from polyroute.learned_router.evaluate import length_scores
+from polyroute.learned_router.features import HashedCounts, dense_matrix, hash_counts
+from polyroute.learned_router.metrics import routellm_summary
+from polyroute.learned_router.records import Matrix, load_records, to_matrix
+from polyroute.learned_router.train import TrainConfig, train
 
 DEFAULT_DATA = "/work/shared/data/routing/routellm_mmlu.jsonl"
 
@@ -80,7 +80,7 @@ def main() -> None:
         )
         oof = np.zeros(len(idx))
         per_fold: dict[str, list[dict[str, float]]] = {"router": [], "prompt_length": [], "random": []}
-        for (tr, te), (score, _info) in zip(folds, results, strict=True):
+        for (_tr, te), (score, _info) in zip(folds, results, strict=True):
             oof[te] = score
             per_fold["router"].append(routellm_summary(score, qs[te], qw[te]))
             per_fold["prompt_length"].append(routellm_summary(lengths[te], qs[te], qw[te]))
@@ -90,7 +90,7 @@ def main() -> None:
             "pooled_router": {k: round(v, 4) for k, v in routellm_summary(oof, qs, qw).items()},
             "pooled_prompt_length": {k: round(v, 4) for k, v in routellm_summary(lengths, qs, qw).items()},
             "fold_info": [
-                {k: info.get(k) for k in ("alpha", "stage2", "train_seconds")} for _, info in results
+                {k: info.get(k) for k in ("alphas", "stage2", "stage2_inner_score", "train_seconds")} for _, info in results
             ],
         }
         print(json.dumps({split: report[split]}, indent=1), flush=True)

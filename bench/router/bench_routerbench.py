@@ -18,9 +18,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from polyroute.learned_router.evaluate import evaluate  # noqa: E402
-from polyroute.learned_router.records import load_records, to_matrix  # noqa: E402
-from polyroute.learned_router.train import TrainConfig, train  # noqa: E402
+from polyroute.learned_router.evaluate import evaluate
+from polyroute.learned_router.records import load_records, to_matrix
+from polyroute.learned_router.train import TrainConfig, train
 
 DEFAULT_DIR = "/work/shared/data/routing"
 
@@ -35,8 +35,8 @@ def run_task(data_dir: Path, task: str, cfg: TrainConfig) -> dict[str, Any]:
         "train_records": len(train_m.prompts),
         "test_records": len(test_m.prompts),
         "best_single": cq["best_single"],
-        "stage2": router.info.get("stage2") is not None,
-        "alpha": router.info.get("alpha"),
+        "stage2": router.info.get("stage2"),
+        "alphas": router.info.get("alphas"),
     }
     for name in ("router", "static_mix", "random", "oracle"):
         row[name] = {k: cq[name][k] for k in ("aiq", "cost_to_match_best_single", "max_quality")}

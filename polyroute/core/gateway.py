@@ -6,8 +6,8 @@ knows which API the client spoke or which vendor answers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Sequence
 
 from polyroute.config.schema import Config
@@ -73,100 +73,156 @@ class Gateway:
         ctx.error = err
         ctx.cost = sum(a.cost for a in ctx.attempts)
 
+    def _fail_unexpected(self, ctx: RequestContext, exc: BaseException) -> None:
+        # Cancellation (the client left) or a bug: the request still gets its ledger row.
+        status = 499 if isinstance(exc, asyncio.CancelledError) else 500
+        self._fail(ctx, e.GatewayError(f"request ended: {type(exc).__name__}", status=status))
+
     async def chat(self, req: t.ChatRequest, ctx: RequestContext) -> t.ChatResponse:
-        await self._before(ctx, req)
+        # `after` runs whatever happens, including a refusal in `before`, so every request that
+        # reached the gateway is accounted for (ledger row, budget reservation released).
         try:
+            await self._before(ctx, req)
             resp, dep, attempt = await executor.run_chat(self.router, req, ctx)
+            if resp.usage is None:
+                out = sum(estimate_text(c.message.text()) for c in resp.choices)
+                resp.usage = t.Usage(input_tokens=estimate_prompt(req), output_tokens=out, estimated=True)
+                attempt.usage, attempt.cost = resp.usage, dep.cost(resp.usage)
+            ctx.usage = resp.usage
+            ctx.cost = sum(a.cost for a in ctx.attempts)
+            if ctx.output_text is not None and resp.choices:
+                ctx.output_text.append(resp.choices[0].message.text())
+            return resp
         except e.GatewayError as err:
             self._fail(ctx, err)
-            await self._after(ctx)
             raise
-        if resp.usage is None:
-            out = sum(estimate_text(c.message.text()) for c in resp.choices)
-            resp.usage = t.Usage(input_tokens=estimate_prompt(req), output_tokens=out, estimated=True)
-            attempt.usage, attempt.cost = resp.usage, dep.cost(resp.usage)
-        ctx.usage = resp.usage
-        ctx.cost = sum(a.cost for a in ctx.attempts)
-        if ctx.output_text is not None and resp.choices:
-            ctx.output_text.append(resp.choices[0].message.text())
-        await self._after(ctx)
-        return resp
+        except BaseException as exc:
+            self._fail_unexpected(ctx, exc)
+            raise
+        finally:
+            await self._after(ctx)
 
-    async def open_chat_stream(self, req: t.ChatRequest, ctx: RequestContext) -> AsyncIterator[t.StreamEvent]:
+    async def open_chat_stream(self, req: t.ChatRequest, ctx: RequestContext) -> StreamRelay:
         """Route and start a stream. Errors before the first event raise here (and the client gets
-        a plain error response); afterwards they raise from the returned iterator."""
-        await self._before(ctx, req)
+        a plain error response); afterwards they raise from the returned relay."""
         ctx.stream = True
         try:
+            await self._before(ctx, req)
             first, rest, dep, attempt = await executor.open_stream(self.router, req, ctx)
-        except e.GatewayError as err:
-            self._fail(ctx, err)
+        except BaseException as exc:
+            if isinstance(exc, e.GatewayError):
+                self._fail(ctx, exc)
+            else:
+                self._fail_unexpected(ctx, exc)
             await self._after(ctx)
             raise
-        return self._relay(req, ctx, first, rest, dep, attempt)
+        return StreamRelay(self, req, ctx, first, rest, dep, attempt)
 
-    async def _relay(
+    async def embed(self, req: t.EmbeddingRequest, ctx: RequestContext) -> t.EmbeddingResponse:
+        try:
+            await self._before(ctx, req)
+            resp = await executor.run_embed(self.router, req, ctx)
+            ctx.usage = resp.usage
+            ctx.cost = sum(a.cost for a in ctx.attempts)
+            return resp
+        except e.GatewayError as err:
+            self._fail(ctx, err)
+            raise
+        except BaseException as exc:
+            self._fail_unexpected(ctx, exc)
+            raise
+        finally:
+            await self._after(ctx)
+
+
+class StreamRelay:
+    """Passes a started stream's events to the client while keeping the books.
+
+    A class rather than an async generator: `aclose()` must settle the request (usage, cost,
+    ledger row) even when the client vanished before the first event was pulled, which a
+    never-started generator's `finally` would not do.
+    """
+
+    __slots__ = ("_attempt", "_dep", "_done", "_err", "_first", "_gw", "_out_chars", "_rest", "_usage", "ctx", "req")
+
+    def __init__(
         self,
+        gw: Gateway,
         req: t.ChatRequest,
         ctx: RequestContext,
         first: t.StreamEvent,
         rest: AsyncIterator[t.StreamEvent],
         dep: Deployment,
         attempt: Attempt,
-    ) -> AsyncIterator[t.StreamEvent]:
-        usage: t.Usage | None = None
-        out_chars = 0
-        err: e.GatewayError | None = None
-        out_text = ctx.output_text
-        try:
-            ev = first
-            while True:
-                if isinstance(ev, t.TextDelta | t.ThinkingDelta):
-                    out_chars += len(ev.text)
-                    if out_text is not None and isinstance(ev, t.TextDelta) and ev.choice == 0:
-                        out_text.append(ev.text)
-                elif isinstance(ev, t.ToolCallDelta):
-                    out_chars += len(ev.arguments)
-                elif isinstance(ev, t.UsageEvent):
-                    usage = ev.usage
-                yield ev
-                try:
-                    ev = await anext(rest)
-                except StopAsyncIteration:
-                    break
-        except e.GatewayError as exc:
-            err = exc
-            raise
-        except BaseException as exc:
-            # The client went away (cancellation) or the relay broke: the upstream call is
-            # closed below either way, and the row records what was streamed so far.
-            err = e.UpstreamError(f"stream ended early: {type(exc).__name__}", provider=dep.provider_name, status=499)
-            raise
-        finally:
-            await executor.close_quietly(rest)
-            if usage is None:
-                usage = t.Usage(
-                    input_tokens=estimate_prompt(req),
-                    output_tokens=(out_chars + 3) // 4,
-                    estimated=True,
-                )
-            executor.finish_stream_attempt(ctx, attempt, dep, usage, err)
-            ctx.usage = usage
-            if err is not None:
-                self._fail(ctx, err)
-            ctx.cost = sum(a.cost for a in ctx.attempts)
-            ctx.ttft = ctx.ttft if ctx.ttft is not None else time.monotonic() - ctx.started
-            await self._after(ctx)
+    ) -> None:
+        self._gw = gw
+        self.req = req
+        self.ctx = ctx
+        self._first: t.StreamEvent | None = first
+        self._rest = rest
+        self._dep = dep
+        self._attempt = attempt
+        self._usage: t.Usage | None = None
+        self._out_chars = 0
+        self._err: e.GatewayError | None = None
+        self._done = False
 
-    async def embed(self, req: t.EmbeddingRequest, ctx: RequestContext) -> t.EmbeddingResponse:
-        await self._before(ctx, req)
-        try:
-            resp = await executor.run_embed(self.router, req, ctx)
-        except e.GatewayError as err:
-            self._fail(ctx, err)
-            await self._after(ctx)
-            raise
-        ctx.usage = resp.usage
+    def __aiter__(self) -> StreamRelay:
+        return self
+
+    async def __anext__(self) -> t.StreamEvent:
+        if self._done:
+            raise StopAsyncIteration
+        ev = self._first
+        if ev is not None:
+            self._first = None
+        else:
+            try:
+                ev = await anext(self._rest)
+            except StopAsyncIteration:
+                await self.aclose()
+                raise
+            except e.GatewayError as exc:
+                self._err = exc
+                await self.aclose()
+                raise
+            except BaseException as exc:
+                # The client went away (cancellation) or the relay broke: the upstream call
+                # is closed and the row records what was streamed so far.
+                self._err = e.UpstreamError(
+                    f"stream ended early: {type(exc).__name__}", provider=self._dep.provider_name, status=499
+                )
+                await self.aclose()
+                raise
+        if isinstance(ev, t.TextDelta):
+            self._out_chars += len(ev.text)
+            out_text = self.ctx.output_text
+            if out_text is not None and ev.choice == 0:
+                out_text.append(ev.text)
+        elif isinstance(ev, t.ThinkingDelta):
+            self._out_chars += len(ev.text)
+        elif isinstance(ev, t.ToolCallDelta):
+            self._out_chars += len(ev.arguments)
+        elif isinstance(ev, t.UsageEvent):
+            self._usage = ev.usage
+        return ev
+
+    async def aclose(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        ctx, gw = self.ctx, self._gw
+        if self._err is None and self._first is not None:
+            self._err = e.UpstreamError("stream ended before it was sent", provider=self._dep.provider_name, status=499)
+        await executor.close_quietly(self._rest)
+        usage = self._usage
+        if usage is None:
+            usage = t.Usage(
+                input_tokens=estimate_prompt(self.req), output_tokens=(self._out_chars + 3) // 4, estimated=True
+            )
+        executor.finish_stream_attempt(ctx, self._attempt, self._dep, usage, self._err)
+        ctx.usage = usage
+        if self._err is not None:
+            gw._fail(ctx, self._err)
         ctx.cost = sum(a.cost for a in ctx.attempts)
-        await self._after(ctx)
-        return resp
+        await gw._after(ctx)

@@ -63,8 +63,9 @@ def cost_quality_report(
     oracle_pts = sweep_utility(q, c * (1 + 1e-9), lambdas, q, c)  # ties -> cheaper answer
     oracle_hull = upper_hull(oracle_pts[:, 0], oracle_pts[:, 1])
     rng = np.random.default_rng(seed)
-    pick = rng.integers(0, q.shape[1], size=q.shape[0])
-    rand_pt = (float(c[np.arange(len(pick)), pick].mean()), float(q[np.arange(len(pick)), pick].mean()))
+    pick = np.asarray(rng.integers(0, q.shape[1], size=q.shape[0]), dtype=np.int64)
+    rows = np.arange(q.shape[0])
+    rand_pt = (float(c[rows, pick].mean()), float(q[rows, pick].mean()))
     rand_hull = upper_hull([rand_pt[0]], [rand_pt[1]])
 
     out: dict[str, Any] = {

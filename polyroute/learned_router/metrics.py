@@ -186,7 +186,7 @@ def sweep_utility(
     return np.asarray(points, dtype=np.float64)
 
 
-def lambda_grid(cost: FloatArray, n: int = 61) -> list[float]:
+def lambda_grid(cost: FloatArray, n: int = 161) -> list[float]:
     """Quality-per-dollar values spanning "price is irrelevant" to "only price matters"."""
     positive = cost[cost > 0]
     scale = float(np.median(positive)) if positive.size else 1.0

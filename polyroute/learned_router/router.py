@@ -1,9 +1,10 @@
 """The runtime side of the learned router: load an artifact, score a prompt, choose a model.
 
 Scoring a prompt:
-  1. hashed word/char n-gram TF-IDF of the prompt -> one ridge regression per model (stage 1);
-  2. dense shape statistics + the stage-1 outputs -> one boosted-tree ensemble per model (stage 2), plus
-     one for the strong-minus-weak quality gap when the router knows exactly two models.
+  1. hashed word/char n-gram TF-IDF of the prompt -> ridge regressions for each model's quality and
+     for the prompt's difficulty (stage 1);
+  2. stage 2 (see stage2.py): the stage-1 outputs as they are, or calibrated per model by a small
+     logistic regression, or boosted trees over them plus dense prompt statistics (big training sets);
   3. predicted cost per model from the prompt's estimated token count (a per-model linear fit).
 
 Choosing: ``argmax_m  predicted_quality[m] - quality_per_dollar * predicted_cost_usd[m]``.
@@ -30,7 +31,7 @@ import numpy as np
 from polyroute.learned_router.features import HashedCounts, TextFeaturizer, dense_features, hash_counts
 from polyroute.learned_router.metrics import upper_hull
 from polyroute.learned_router.pricing import estimate_tokens
-from polyroute.learned_router.trees import TreeEnsemble
+from polyroute.learned_router.stage2 import Stage2
 
 FORMAT = "polyroute-learned-router"
 FORMAT_VERSION = 1
@@ -48,10 +49,9 @@ class Decision:
 class LearnedRouter:
     models: list[str]
     featurizer: TextFeaturizer
-    coef: np.ndarray  # (m, n_features) float32, dense over hashed columns
-    intercept: np.ndarray  # (m,)
-    stage2: list[TreeEnsemble] | None  # one per model, or None: stage 1 alone
-    gap_model: TreeEnsemble | None  # two-model routers: strong-minus-weak gap
+    coef: np.ndarray  # (m + 1, n_features) float32 over hashed columns: per-model quality, difficulty
+    intercept: np.ndarray  # (m + 1,)
+    stage2: Stage2
     cost_coef: np.ndarray  # (m, 2): usd = a + b * estimated_prompt_tokens
     cost_source: str
     mean_quality: np.ndarray  # (m,) in the training data
@@ -77,25 +77,7 @@ class LearnedRouter:
         """``predict`` from precomputed hashed counts and dense features (hashing is stateless)."""
         x = self.featurizer.transform_counts(counts)
         s1 = np.asarray(x @ self.coef.T) + self.intercept
-        si = int(np.argmax(self.mean_quality))
-        gap: np.ndarray | None = None
-        if self.stage2 is None:
-            quality = s1
-            if len(self.models) == 2:
-                gap = s1[:, si] - s1[:, 1 - si]
-        else:
-            z = np.hstack([dense, s1])
-            quality = np.column_stack([t.predict(z) for t in self.stage2])
-            if self.gap_model is not None:
-                gap = self.gap_model.predict(z)
-        quality = np.clip(quality, 0.0, 1.0)
-        if gap is not None:
-            # make the per-model figures agree with the gap (their mean kept, their difference = gap)
-            mid = quality.mean(axis=1)
-            quality = np.empty_like(quality)
-            quality[:, si] = mid + gap / 2.0
-            quality[:, 1 - si] = mid - gap / 2.0
-        return quality, gap
+        return self.stage2.predict(s1, dense, int(np.argmax(self.mean_quality)))
 
     def predict_cost(self, prompts: list[str]) -> np.ndarray:
         tokens = np.array([estimate_tokens(p) for p in prompts], dtype=np.float64)
@@ -103,7 +85,11 @@ class LearnedRouter:
 
     def strong_scores(self, prompts: list[str]) -> np.ndarray:
         """Per prompt, how much the strongest model is predicted to beat the next best (RouteLLM score)."""
-        quality, gap = self.predict(prompts)
+        counts = hash_counts(prompts, self.featurizer.bits)
+        return self.strong_scores_from(counts, np.vstack([dense_features(p) for p in prompts]))
+
+    def strong_scores_from(self, counts: HashedCounts, dense: np.ndarray) -> np.ndarray:
+        quality, gap = self.predict_from(counts, dense)
         if gap is not None:
             return gap
         order = np.argsort(-self.mean_quality)
@@ -171,9 +157,7 @@ class LearnedRouter:
             return Decision(known[0], scores, f"only candidate{note}", costs)
         if threshold is not None and len(known) == 2:
             hi, lo = sorted(known, key=lambda c: -self.mean_quality[index[c]])
-            lead = (
-                float(gap[0]) if gap is not None and len(self.models) == 2 else scores[hi] - scores[lo]
-            )
+            lead = float(gap[0]) if gap is not None else scores[hi] - scores[lo]
             model = hi if lead >= threshold else lo
             return Decision(model, scores, f"predicted lead of {hi} {lead:+.3f} vs threshold {threshold:+.3f}{note}", costs)
         lam = self.default_quality_per_dollar if quality_per_dollar is None else float(quality_per_dollar)
@@ -206,11 +190,7 @@ class LearnedRouter:
             "mean_cost": self.mean_cost.astype(np.float64),
             "strong_share_thresholds": self.strong_share_thresholds.astype(np.float64),
         }
-        if self.stage2 is not None:
-            for i, t in enumerate(self.stage2):
-                arrays.update(t.to_arrays(f"stage2.{i}"))
-        if self.gap_model is not None:
-            arrays.update(self.gap_model.to_arrays("gap"))
+        arrays.update(self.stage2.to_arrays())
         header = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -218,8 +198,7 @@ class LearnedRouter:
             "bits": self.featurizer.bits,
             "half": half,
             "char_weight": self.featurizer.char_weight,
-            "stage2": self.stage2 is not None,
-            "gap_model": self.gap_model is not None,
+            "stage2": self.stage2.kind,
             "cost_source": self.cost_source,
             "default_quality_per_dollar": self.default_quality_per_dollar,
             "info": self.info,
@@ -245,21 +224,15 @@ class LearnedRouter:
         idf = np.zeros(2 * half, dtype=np.float32)
         idf[active] = arrays["idf"]
         featurizer = TextFeaturizer(bits, idf[:half].copy(), idf[half:].copy(), float(header["char_weight"]))
-        coef = np.zeros((len(models), 2 * half), dtype=np.float32)
+        coef = np.zeros((len(models) + 1, 2 * half), dtype=np.float32)
         coef[:, active] = arrays["coef"].astype(np.float32)
-        stage2 = (
-            [TreeEnsemble.from_arrays(arrays, f"stage2.{i}") for i in range(len(models))]
-            if header["stage2"]
-            else None
-        )
-        gap_model = TreeEnsemble.from_arrays(arrays, "gap") if header["gap_model"] else None
+        stage2 = Stage2.from_arrays(str(header["stage2"]), arrays, len(models))
         return cls(
             models=models,
             featurizer=featurizer,
             coef=coef,
             intercept=arrays["intercept"],
             stage2=stage2,
-            gap_model=gap_model,
             cost_coef=arrays["cost_coef"],
             cost_source=str(header["cost_source"]),
             mean_quality=arrays["mean_quality"],

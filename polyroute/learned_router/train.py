@@ -26,9 +26,18 @@ from polyroute.learned_router.features import (
     dense_matrix,
     hash_counts,
 )
+from polyroute.learned_router.metrics import (
+    aiq,
+    apgr,
+    lambda_grid,
+    routellm_curve,
+    sweep_utility,
+    upper_hull,
+)
 from polyroute.learned_router.pricing import estimate_tokens
 from polyroute.learned_router.records import Matrix
 from polyroute.learned_router.router import LearnedRouter
+from polyroute.learned_router.stage2 import Stage2, fit_calibration
 from polyroute.learned_router.trees import TreeEnsemble
 
 
@@ -37,7 +46,8 @@ class TrainConfig:
     bits: int = DEFAULT_BITS
     alphas: tuple[float, ...] = (3.0, 10.0, 30.0, 100.0)
     inner_folds: int = 3
-    stage2_min_records: int = 200
+    calibrate_min_records: int = 30
+    gbm_min_records: int = 2000
     stage2_leaf_options: tuple[int, ...] = (7, 15)
     stage2_holdout: float = 0.2
     char_weight: float = 1.0
@@ -58,6 +68,20 @@ def _selection_error(pred: np.ndarray, quality: np.ndarray, strong: int) -> floa
     return float(np.mean((quality - pred) ** 2))
 
 
+def _routing_score(
+    pred: np.ndarray, quality: np.ndarray, cost: np.ndarray, strong: int, eligible: np.ndarray
+) -> float:
+    """What stage-2 selection maximises: APGR with two models, else AIQ of the quality-per-dollar sweep
+    (predicted cost = the model's mean training cost, true cost and quality of the records)."""
+    if quality.shape[1] == 2:
+        gap = pred[:, strong] - pred[:, 1 - strong]
+        return apgr(routellm_curve(gap, quality[:, strong], quality[:, 1 - strong]))
+    mean_cost = cost.mean(axis=0)
+    masked = np.where(eligible[None, :], pred, -np.inf)
+    pts = sweep_utility(masked, np.tile(mean_cost, (len(pred), 1)), lambda_grid(cost, 41), quality, cost)
+    return aiq(upper_hull(pts[:, 0], pts[:, 1]), float(mean_cost.min()), float(mean_cost.max()))
+
+
 def _fit_cost_model(matrix: Matrix) -> np.ndarray:
     """Per model, USD ~ a + b * estimated prompt tokens, a, b >= 0."""
     tokens = np.array([estimate_tokens(p) for p in matrix.prompts], dtype=np.float64)
@@ -69,7 +93,7 @@ def _fit_cost_model(matrix: Matrix) -> np.ndarray:
         if b < 0:
             a, b = float(c.mean()), 0.0
         if a < 0:
-            a, b = 0.0, float(c @ tokens / max(tokens @ tokens, 1e-12))
+            a, b = 0.0, float(c @ tokens) / max(float(tokens @ tokens), 1e-12)
         out[j] = (a, b)
     return out
 
@@ -85,6 +109,59 @@ def _hgb(leaves: int, n: int, max_iter: int, early_stop: bool, seed: int) -> His
         validation_fraction=0.15 if early_stop else None,
         n_iter_no_change=25,
         random_state=seed,
+    )
+
+
+def _fit_gbm(
+    dense: np.ndarray,
+    s1: np.ndarray,
+    quality: np.ndarray,
+    strong: int,
+    cfg: TrainConfig,
+    holdout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    plan: list[tuple[int, int]] | None = None,
+) -> tuple[list[TreeEnsemble], TreeEnsemble | None, list[tuple[int, int]]]:
+    """Trees per model (+ gap with two models). With ``holdout`` pick tree size and length by it;
+    with ``plan`` refit those sizes and lengths."""
+    n, m = quality.shape
+    z = np.hstack([dense, s1])
+    targets = [quality[:, j] for j in range(m)]
+    if m == 2:
+        targets.append(quality[:, strong] - quality[:, 1 - strong])
+    fitted: list[TreeEnsemble] = []
+    used: list[tuple[int, int]] = []
+    for t, y in enumerate(targets):
+        if plan is not None:
+            leaves, iters = plan[t]
+            est = _hgb(leaves, n, max(1, int(iters * 1.1)), False, cfg.seed).fit(z, y)
+        else:
+            assert holdout is not None
+            hd, hs, hq = holdout
+            hz = np.hstack([hd, hs])
+            hy = hq[:, t] if t < m else hq[:, strong] - hq[:, 1 - strong]
+            best: tuple[float, int, HistGradientBoostingRegressor] | None = None
+            for lv in cfg.stage2_leaf_options:
+                cand = _hgb(lv, n, 600, True, cfg.seed).fit(z, y)
+                err = float(np.mean((cand.predict(hz) - hy) ** 2))
+                if best is None or err < best[0]:
+                    best = (err, lv, cand)
+            assert best is not None
+            leaves, est = best[1], best[2]
+            iters = int(est.n_iter_)
+        used.append((leaves, iters))
+        fitted.append(TreeEnsemble.from_sklearn(est))
+    return fitted[:m], (fitted[m] if m == 2 else None), used
+
+
+def _eligible_mask(matrix: Matrix) -> np.ndarray:
+    """Models on the upper hull of training (mean cost, mean quality); all when costs are equal."""
+    mean_cost, mean_quality = matrix.cost.mean(axis=0), matrix.quality.mean(axis=0)
+    if matrix.cost_source == "equal" or len(matrix.models) <= 2:
+        return np.ones(len(matrix.models), dtype=bool)
+    hull = upper_hull(mean_cost, mean_quality)
+    return np.array(
+        [bool(np.any((np.abs(hull[:, 0] - c) <= 1e-15) & (np.abs(hull[:, 1] - q) <= 1e-12)))
+         for c, q in zip(mean_cost, mean_quality, strict=True)]
     )
 
 
@@ -110,70 +187,87 @@ def train(
 
     featurizer = TextFeaturizer.fit(counts, cfg.bits, min_df=2 if n >= 100 else 1, char_weight=cfg.char_weight)
     x = featurizer.transform_counts(counts)
+    # stage-1 targets: each model's quality, then the prompt's difficulty (mean quality over models)
+    y1 = np.column_stack([quality, quality.mean(axis=1)])
 
-    # ---- stage 1: alpha by inner CV, out-of-fold predictions for stage 2
+    # ---- stage 1: alpha per target by inner CV; out-of-fold predictions feed stage 2
     folds = min(cfg.inner_folds, n)
-    oof_by_alpha: dict[float, np.ndarray] = {}
+    alphas = np.full(m + 1, cfg.alphas[len(cfg.alphas) // 2])
+    oof: np.ndarray | None = None
+    cv_error: dict[str, list[float]] = {}
     if folds >= 2:
         splits = list(KFold(folds, shuffle=True, random_state=cfg.seed).split(np.arange(n)))
+        oof_by_alpha: list[np.ndarray] = []
         for alpha in cfg.alphas:
-            oof = np.zeros_like(quality)
+            pred = np.zeros_like(y1)
             for tr, te in splits:
-                oof[te] = _ridge(alpha).fit(x[tr], quality[tr]).predict(x[te])
-            oof_by_alpha[alpha] = oof
-        alpha = min(cfg.alphas, key=lambda a: _selection_error(oof_by_alpha[a], quality, strong))
-    else:
-        alpha = cfg.alphas[len(cfg.alphas) // 2]
-    ridge = _ridge(alpha).fit(x, quality)
-    coef = np.asarray(ridge.coef_, dtype=np.float32).reshape(m, -1)
-    intercept = np.asarray(ridge.intercept_, dtype=np.float64).reshape(m)
+                pred[te] = _ridge(alpha).fit(x[tr], y1[tr]).predict(x[te])
+            oof_by_alpha.append(pred)
+            cv_error[str(alpha)] = [round(float(e), 6) for e in np.mean((pred - y1) ** 2, axis=0)]
+        errors = np.array([np.mean((p - y1) ** 2, axis=0) for p in oof_by_alpha])  # (alphas, m + 1)
+        best = np.argmin(errors, axis=0)
+        alphas = np.array([cfg.alphas[i] for i in best])
+        oof = np.column_stack([oof_by_alpha[best[j]][:, j] for j in range(m + 1)])
+    coef_rows = []
+    intercepts = []
+    for alpha in np.unique(alphas):
+        cols = np.flatnonzero(alphas == alpha)
+        r = _ridge(float(alpha)).fit(x, y1[:, cols])
+        coef_rows.append((cols, np.asarray(r.coef_, dtype=np.float32).reshape(len(cols), -1)))
+        intercepts.append((cols, np.asarray(r.intercept_, dtype=np.float64).reshape(len(cols))))
+    coef = np.zeros((m + 1, x.shape[1]), dtype=np.float32)
+    intercept = np.zeros(m + 1)
+    for (cols, c), (_, b) in zip(coef_rows, intercepts, strict=True):
+        coef[cols] = c
+        intercept[cols] = b
     info: dict[str, object] = {
         "records": n,
-        "alpha": alpha,
-        "stage1_cv_error": {str(a): _selection_error(o, quality, strong) for a, o in oof_by_alpha.items()},
+        "alphas": [float(a) for a in alphas],
+        "stage1_cv_error": cv_error,
     }
 
-    # ---- stage 2: trees on dense statistics + stage-1 out-of-fold predictions
-    stage2: list[TreeEnsemble] | None = None
-    gap_model: TreeEnsemble | None = None
-    if n >= cfg.stage2_min_records and oof_by_alpha:
-        oof = oof_by_alpha[alpha]
-        z = np.hstack([dense, oof])
-        targets = [quality[:, j] for j in range(m)]
-        stage1_targets = [oof[:, j] for j in range(m)]
-        if m == 2:
-            targets.append(quality[:, strong] - quality[:, 1 - strong])
-            stage1_targets.append(oof[:, strong] - oof[:, 1 - strong])
-        rng = np.random.default_rng(cfg.seed)
-        perm = rng.permutation(n)
-        n_hold = max(1, int(n * cfg.stage2_holdout))
-        hold, fit_idx = perm[:n_hold], perm[n_hold:]
-        chosen: list[tuple[int, int]] = []
-        err_stage2 = 0.0
-        err_stage1 = 0.0
-        for y, y1 in zip(targets, stage1_targets, strict=True):
-            best: tuple[float, int, int] | None = None
-            for leaves in cfg.stage2_leaf_options:
-                est = _hgb(leaves, len(fit_idx), 600, True, cfg.seed).fit(z[fit_idx], y[fit_idx])
-                err = float(np.mean((est.predict(z[hold]) - y[hold]) ** 2))
-                if best is None or err < best[0]:
-                    best = (err, leaves, int(est.n_iter_))
-            assert best is not None
-            err_stage2 += best[0]
-            err_stage1 += float(np.mean((y1[hold] - y[hold]) ** 2))
-            chosen.append((best[1], best[2]))
-        info["stage2_holdout_error"] = err_stage2
-        info["stage1_holdout_error"] = err_stage1
-        if err_stage2 < err_stage1:
-            fitted = [
-                TreeEnsemble.from_sklearn(
-                    _hgb(leaves, n, max(1, int(iters * 1.1)), False, cfg.seed).fit(z, y)
-                )
-                for (leaves, iters), y in zip(chosen, targets, strict=True)
-            ]
-            stage2 = fitted[:m]
-            gap_model = fitted[m] if m == 2 else None
-            info["stage2"] = [{"max_leaf_nodes": lv, "iterations": it} for lv, it in chosen]
+    # ---- stage 2: pick linear / calibrated / gbm by the routing figure on held-out training records
+    stage2 = Stage2("linear")
+    eligible = _eligible_mask(matrix)
+    if oof is not None and n >= cfg.calibrate_min_records:
+        if n >= cfg.gbm_min_records:
+            # big data: one hold-out split is precise enough, and trees are too slow to cross-validate
+            perm = np.random.default_rng(cfg.seed).permutation(n)
+            n_hold = max(1, int(n * cfg.stage2_holdout))
+            hold, fit_idx = perm[:n_hold], perm[n_hold:]
+            trees, gap_trees, gbm_plan = _fit_gbm(dense[fit_idx], oof[fit_idx], quality[fit_idx], strong, cfg,
+                                                  holdout=(dense[hold], oof[hold], quality[hold]))
+            candidates: dict[str, Stage2] = {
+                "linear": Stage2("linear"),
+                "calibrated": Stage2("calibrated", calib=fit_calibration(oof[fit_idx], quality[fit_idx])),
+                "gbm": Stage2("gbm", trees=trees, gap_trees=gap_trees),
+            }
+            scores = {
+                k: _routing_score(v.predict(oof[hold], dense[hold], strong)[0], quality[hold],
+                                  matrix.cost[hold], strong, eligible)
+                for k, v in candidates.items()
+            }
+        else:
+            # small data: cross-validate the (cheap) calibration over the out-of-fold predictions
+            gbm_plan = []
+            calibrated = np.zeros_like(quality)
+            for tr, te in KFold(min(5, n), shuffle=True, random_state=cfg.seed + 1).split(np.arange(n)):
+                calibrated[te] = Stage2("calibrated", calib=fit_calibration(oof[tr], quality[tr])).predict(
+                    oof[te], dense[te], strong)[0]
+            linear = Stage2("linear").predict(oof, dense, strong)[0]
+            scores = {
+                "linear": _routing_score(linear, quality, matrix.cost, strong, eligible),
+                "calibrated": _routing_score(calibrated, quality, matrix.cost, strong, eligible),
+            }
+        kind = max(scores, key=lambda k: scores[k])
+        info["stage2_inner_score"] = {k: round(v, 6) for k, v in scores.items()}
+        if kind == "calibrated":
+            stage2 = Stage2("calibrated", calib=fit_calibration(oof, quality))
+        elif kind == "gbm":
+            trees, gap_trees, _ = _fit_gbm(dense, oof, quality, strong, cfg, plan=gbm_plan)
+            stage2 = Stage2("gbm", trees=trees, gap_trees=gap_trees)
+            info["gbm"] = [{"max_leaf_nodes": lv, "iterations": it} for lv, it in gbm_plan]
+    info["stage2"] = stage2.kind
 
     router = LearnedRouter(
         models=list(matrix.models),
@@ -181,7 +275,6 @@ def train(
         coef=coef,
         intercept=intercept,
         stage2=stage2,
-        gap_model=gap_model,
         cost_coef=_fit_cost_model(matrix),
         cost_source=matrix.cost_source,
         mean_quality=mean_quality,
@@ -191,13 +284,7 @@ def train(
         info=info,
     )
     # calibrate the two-candidate threshold knob on the training prompts' score distribution
-    quality_hat, gap_hat = router.predict_from(counts, dense)
-    if gap_hat is not None:
-        lead = gap_hat
-    else:
-        order = np.argsort(-mean_quality)
-        lead = quality_hat[:, order[0]] - quality_hat[:, order[1:]].max(axis=1)
-    router.strong_share_thresholds = np.quantile(lead, np.linspace(0, 1, 101))
+    router.strong_share_thresholds = np.quantile(router.strong_scores_from(counts, dense), np.linspace(0, 1, 101))
     info["config"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
     info["train_seconds"] = round(time.perf_counter() - started, 3)
     return router

@@ -196,7 +196,21 @@ class HTTPProvider(Provider):
         )
 
     def error_message(self, raw: bytes) -> str:
-        """The vendor's error message, whatever the vendor's error shape."""
+        """The vendor's error message, whatever its shape, with the gateway's own upstream
+        secrets removed: vendors echo keys back ("Incorrect API key provided: sk-...")."""
+        text = self._vendor_message(raw)
+        for secret in self._secrets():
+            text = text.replace(secret, "[redacted]")
+        return text
+
+    def _secrets(self) -> list[str]:
+        out = [self.config.api_key] if self.config.api_key else []
+        out.extend(v for v in (self.config.headers or {}).values() if len(v) >= 8)
+        # Vendors often echo a key shortened ("sk-abc...xyz"): the 8-character ends are secret too.
+        out.extend(k[:8] for k in list(out) if len(k) >= 16)
+        return out
+
+    def _vendor_message(self, raw: bytes) -> str:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:

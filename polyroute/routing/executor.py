@@ -37,7 +37,7 @@ INF = math.inf
 
 # How an error counts against the deployment that returned it.
 HEALTH = 0  # 5xx, 529, timeouts, connection errors: the breaker counts it
-CAPACITY = 1  # 429 or a full in-house queue: cool down, move on, breaker untouched
+CAPACITY = 1  # 429 (cool down) or a full in-house queue: move on, breaker untouched
 NEUTRAL = 2  # the caller's fault, or the request's own deadline: nothing to learn
 
 # Why the asked model did not serve, as seen by the loop (see planner for the planner's reasons).
@@ -94,7 +94,9 @@ class _Lease:
                 x.capacity.cool_down(now + err.retry_after)
         else:
             x.breaker.abandon()
-            if verdict == CAPACITY:
+            # An upstream 429 cools the deployment down. A full in-house queue (Unavailable) does
+            # not: the provider refuses instantly and admits again the moment a slot frees.
+            if verdict == CAPACITY and isinstance(err, e.RateLimited):
                 ra = err.retry_after
                 x.capacity.cool_down(now + (ra if ra is not None else x.rate_limit_cooldown))
         x.capacity.release()

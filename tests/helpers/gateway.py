@@ -17,7 +17,7 @@ from polyroute.config.schema import Config
 from polyroute.core.gateway import Gateway
 from polyroute.core.policy import Policy
 from polyroute.server.app import App
-from polyroute.server.factory import build_policies
+from polyroute.server.factory import build_policies, install_routes
 
 
 def free_port() -> int:
@@ -53,6 +53,7 @@ def run_gateway(
     cfg = parse_config(config, "<test config>", env=env or {}) if isinstance(config, str) else config
     policies = [*build_policies(cfg), *extra_policies]
     app = App(Gateway(cfg, config_hash(cfg), policies), **app_kwargs)
+    install_routes(app)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", http="httptools", lifespan="on",

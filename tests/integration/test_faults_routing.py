@@ -171,8 +171,8 @@ def test_vendor_killed_mid_run(emulator_factory: Callable[..., EmulatorServer], 
         with ThreadPoolExecutor(concurrency) as pool:
             futures = [pool.submit(one, i) for i in range(total)]
             reached.wait(30)
+            killed.set()  # first: a result marked "before" was certainly served before the kill
             a.stop()  # mid-run: requests are in flight to A as it goes away
-            killed.set()
             for f in futures:
                 f.result()  # no client saw an error
 

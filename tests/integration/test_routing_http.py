@@ -102,7 +102,7 @@ def test_least_latency_prefers_the_faster_vendor(gateway: Callable[[str], Runnin
                                                  openai_emulator: EmulatorServer) -> None:
     gw = gateway(two("least-latency"))
     gw.gateway.router.routes["chat"].strategy.random = random.Random(3).random
-    openai_emulator.set_behaviour(first_token_delay=0.15)  # ~50x the emulator's own latency
+    openai_emulator.set_behaviour(first_token_delay=0.3)  # ~100x the emulator's own latency
     c = client(gw)
     served = Counter(call(c)["x-polyroute-deployment"] for _ in range(60))
     # Each is measured once, then the fast one takes all but the explored few.

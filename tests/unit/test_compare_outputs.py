@@ -10,7 +10,7 @@ import pytest
 from polyroute.config.load import ConfigError, parse_config
 from polyroute.evaluation.report import render_report
 from polyroute.evaluation.results import ResultRow, routing_records
-from polyroute.evaluation.shadow import check_shadow, shadow_policies
+from polyroute.evaluation.shadow import shadow_policies
 from polyroute.evaluation.shadow.pairs import apply_agreement, groups_from_pairs
 from polyroute.evaluation.shadow.store import load_pairs, open_store, store_problem
 from polyroute.evaluation.summary import summarise, win_shares
@@ -130,9 +130,9 @@ def test_shadow_config_parses_into_one_policy() -> None:
 )
 def test_shadow_config_errors_name_the_field(shadow: str, field: str, problem: str) -> None:
     text = CONFIG.replace("{models: [small], sample_rate: 0.5, store: pairs.jsonl}", shadow)
-    cfg = parse_config(text, "t.yaml", env={})
+    # Validated with the rest of the file at start-up (and by `polyroute check-config`).
     with pytest.raises(ConfigError) as info:
-        check_shadow(cfg, "t.yaml")
+        parse_config(text, "t.yaml", env={})
     assert info.value.field == field
     assert problem in info.value.problem
 

@@ -36,7 +36,7 @@ class Embedder:
     dimensions = DIMENSIONS
 
     def __init__(
-        self, model_path: Path, tokenizer_path: Path, *, threads: int | None = None, optimization: str = "EXTENDED"
+        self, model_path: Path, tokenizer_path: Path, *, threads: int | None = None, expand_weights: bool = True
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -44,10 +44,12 @@ class Embedder:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or cpu_threads()
         so.inter_op_num_threads = 1
-        # EXTENDED, not onnxruntime's default ALL: measured in bench/inhouse/embed.py, ALL
-        # pre-packs the weights into ~90 MB more RSS for no speed gain. Without the arena,
-        # memory returns after a big batch instead of staying at its peak.
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_ENABLE_{optimization}")
+        # The weights are stored int8 behind DequantizeLinear. onnxruntime's constant folding
+        # expands them to float32 once at load: ~+100 MB RSS, but up to ~10x faster on short
+        # inputs than dequantizing on every call (bench/inhouse/embed.py --compare-expand).
+        if not expand_weights:
+            so.add_session_config_entry("optimization.disable_specified_optimizers", "ConstantFolding")
+        # Without the arena, memory returns after a big batch instead of staying at its peak.
         so.enable_cpu_mem_arena = False
         # Idle worker threads must not spin: they share the CPU with the event loop and the LLM.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")

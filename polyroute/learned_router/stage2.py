@@ -1,0 +1,117 @@
+"""Stage 2: from the stage-1 text predictions (and dense prompt statistics) to per-model quality.
+
+Stage 1 predicts, per prompt, each model's quality and the prompt's *difficulty* (the mean quality over
+all models: one target with m times the data, so it is learnt far better from few records). Stage 2 is
+one of:
+
+* ``linear``: the stage-1 per-model predictions as they are;
+* ``calibrated``: per model, a logistic regression on (predicted difficulty, predicted own quality).
+  Three numbers per model; when the text carries no signal it collapses to the model's mean quality,
+  so the router falls back to the best static choice instead of routing on noise;
+* ``gbm``: boosted trees per model (and for the strong-weak gap with two models) on the dense prompt
+  statistics plus all stage-1 predictions, for large training sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from polyroute.learned_router.trees import TreeEnsemble
+
+KINDS = ("linear", "calibrated", "gbm")
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
+
+
+def fit_calibration(s1: np.ndarray, quality: np.ndarray, c: float = 1.0) -> np.ndarray:
+    """Per model (weight on difficulty, weight on own prediction, bias), on raw stage-1 outputs.
+
+    ``s1`` is (n, m + 1): m per-model predictions then the difficulty. Quality may be fractional:
+    each record counts as a success with weight q and a failure with weight 1 - q.
+    """
+    n, m = quality.shape
+    out = np.zeros((m, 3))
+    mu = s1.mean(axis=0)
+    sd = s1.std(axis=0) + 1e-9
+    for j in range(m):
+        q = quality[:, j]
+        mean = float(np.clip(q.mean(), 1e-4, 1 - 1e-4))
+        if q.min() == q.max():
+            out[j] = (0.0, 0.0, float(np.log(mean / (1 - mean))))
+            continue
+        feats = np.column_stack([(s1[:, m] - mu[m]) / sd[m], (s1[:, j] - mu[j]) / sd[j]])
+        x2 = np.vstack([feats, feats])
+        y2 = np.concatenate([np.ones(n), np.zeros(n)])
+        w2 = np.concatenate([q, 1.0 - q])
+        lr = LogisticRegression(C=c, max_iter=200).fit(x2, y2, sample_weight=w2)
+        wd, wq = lr.coef_[0]
+        # fold the standardisation into the weights so runtime needs no statistics
+        out[j, 0] = wd / sd[m]
+        out[j, 1] = wq / sd[j]
+        out[j, 2] = float(lr.intercept_[0]) - wd * mu[m] / sd[m] - wq * mu[j] / sd[j]
+    return out
+
+
+def apply_calibration(s1: np.ndarray, calib: np.ndarray) -> np.ndarray:
+    m = calib.shape[0]
+    return _sigmoid(calib[:, 0][None, :] * s1[:, [m]] + calib[:, 1][None, :] * s1[:, :m] + calib[:, 2][None, :])
+
+
+@dataclass
+class Stage2:
+    kind: str
+    calib: np.ndarray | None = None  # (m, 3) for "calibrated"
+    trees: list[TreeEnsemble] | None = None  # one per model for "gbm"
+    gap_trees: TreeEnsemble | None = None  # "gbm" with two models
+
+    def predict(self, s1: np.ndarray, dense: np.ndarray, strong: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Quality (n, m) and, for two models, the strong-minus-weak gap."""
+        m = s1.shape[1] - 1
+        gap: np.ndarray | None = None
+        if self.kind == "calibrated":
+            assert self.calib is not None
+            quality = apply_calibration(s1, self.calib)
+        elif self.kind == "gbm":
+            assert self.trees is not None
+            z = np.hstack([dense, s1])
+            quality = np.column_stack([t.predict(z) for t in self.trees])
+            if self.gap_trees is not None:
+                gap = self.gap_trees.predict(z)
+        else:
+            quality = s1[:, :m]
+        quality = np.clip(quality, 0.0, 1.0)
+        if m == 2:
+            if gap is None:
+                gap = quality[:, strong] - quality[:, 1 - strong]
+            # make the per-model figures agree with the gap (their mean kept, their difference = gap)
+            mid = quality.mean(axis=1)
+            quality = np.empty_like(quality)
+            quality[:, strong] = mid + gap / 2.0
+            quality[:, 1 - strong] = mid - gap / 2.0
+        return quality, gap
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays: dict[str, np.ndarray] = {}
+        if self.calib is not None:
+            arrays["calib"] = self.calib
+        for i, t in enumerate(self.trees or []):
+            arrays.update(t.to_arrays(f"stage2.{i}"))
+        if self.gap_trees is not None:
+            arrays.update(self.gap_trees.to_arrays("gap"))
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, kind: str, arrays: dict[str, np.ndarray], m: int) -> Stage2:
+        if kind not in KINDS:
+            raise ValueError(f"unknown stage-2 kind {kind!r}")
+        return cls(
+            kind=kind,
+            calib=arrays.get("calib"),
+            trees=[TreeEnsemble.from_arrays(arrays, f"stage2.{i}") for i in range(m)] if kind == "gbm" else None,
+            gap_trees=TreeEnsemble.from_arrays(arrays, "gap") if "gap.meta" in arrays else None,
+        )
