@@ -189,6 +189,8 @@ class Config(C):
     database: DatabaseConfig | None = None
     ledger: LedgerConfig | None = None
     governance: GovernanceConfig | None = None
+    # Operations: metrics, logs, traces, reload (docs/operations.md). Section defined at the end.
+    ops: OpsConfig | None = None
 
 
 # --- governance (docs/governance.md) ------------------------------------------------------------
@@ -230,3 +232,50 @@ class GovernanceConfig(C):
     redis_url: str | None = None
     # Require a virtual key on every request even while no master key and no key exist.
     require_keys: bool = False
+
+
+# --- operations (docs/operations.md) ------------------------------------------------------------
+
+
+class MetricsConfig(C):
+    enabled: bool = True
+    # Who may read GET /metrics: "loopback" (callers on 127.0.0.1/::1 freely, others only with the
+    # master key), "open" (anyone who reaches the port) or "master_key" (always the master key).
+    access: Literal["loopback", "open", "master_key"] = "loopback"
+    # Label request, token and cost counters with the caller's key id (off: one series per model).
+    key_label: bool = True
+    # Seconds between samples of queue depths, breaker states and in-flight counts.
+    sample_interval: PosFloat = 5.0
+
+
+class LoggingConfig(C):
+    # "json" (one object per line) or "text"; unset: json unless stderr is a terminal.
+    # `polyroute serve --log-format` wins over this.
+    format: Literal["json", "text"] | None = None
+    # One line per HTTP request on the `polyroute.access` logger.
+    access_log: bool = True
+    # More strings never to print; provider keys, header values and the master key always are.
+    redact: list[str] = msgspec.field(default_factory=list)
+
+
+class TracingConfig(C):
+    """OpenTelemetry traces over OTLP/HTTP; needs the `otel` extra (docs/operations.md#tracing)."""
+
+    enabled: bool = False
+    # OTLP/HTTP traces URL; unset: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else http://localhost:4318/v1/traces.
+    endpoint: str | None = None
+    headers: dict[str, str] | None = None
+    service_name: str = "polyroute"
+    # Share of requests traced when the caller sent no sampled `traceparent`.
+    sample_ratio: Ratio = 1.0
+
+
+class OpsConfig(C):
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
+    # Seconds a replaced catalogue's providers stay open for requests still using them after a
+    # reload (unset: the longest provider `timeouts.total` + 60).
+    reload_drain_timeout: PosFloat | None = None
+    # Seconds each dependency check of /health/ready may take before it counts as failing.
+    health_check_timeout: PosFloat = 2.0

@@ -229,6 +229,8 @@ async def _walk(
                 if left <= 0:
                     x.breaker.abandon()
                     x.capacity.release()
+                    if reserve:
+                        x.capacity.settle(now, -reserve)
                     w.deadline_hit = True
                     raise w.final_error()
                 if left < limit:

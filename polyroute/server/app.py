@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +18,7 @@ from polyroute.inbound.openai_chat import error_body as openai_error_body
 from polyroute.server.http import (
     SSE_HEADERS,
     ClientDisconnected,
+    DisconnectGuard,
     Headers,
     Receive,
     Scope,
@@ -123,19 +125,30 @@ class App:
 
     async def chat(self, api: ChatAPI, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = RequestContext(new_request_id(), api.name, api_key_of(scope))
+        guard: DisconnectGuard | None = None
         try:
             body = await read_body(scope, receive, self.max_body)
             req = api.parse(body)
             req.options = options.merge(req.options, scope["headers"])
+            guard = DisconnectGuard(receive)
             if req.stream:
-                events = await self.gateway.open_chat_stream(req, ctx)
+                with guard:
+                    events = await self.gateway.open_chat_stream(req, ctx)
                 renderer = api.stream_renderer(req)
                 await send_stream(
                     receive, send, SSE_HEADERS + ctx.served_headers(), self._sse(events, renderer, ctx), lambda: None
                 )
             else:
-                resp = await self.gateway.chat(req, ctx)
+                with guard:
+                    resp = await self.gateway.chat(req, ctx)
                 await send_json(send, 200, api.render(resp, req), ctx.served_headers())
+        except asyncio.CancelledError:
+            # The client left while the upstream call ran: it was cancelled and accounted for.
+            if guard is None or not guard.disconnected:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
         except e.GatewayError as err:
             await send_json(send, err.status, api.error_body(err), error_headers(err, ctx))
         except ClientDisconnected:

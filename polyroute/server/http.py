@@ -121,3 +121,44 @@ async def send_stream(
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+class DisconnectGuard:
+    """Cancels the current task when the client disconnects during a slow upstream call.
+
+    The watcher is armed only after `arm_after` seconds: a watcher task for every request would
+    cost about a tenth of the hot path's CPU budget, while a call that ends within that time
+    costs the vendor little even if the client has left. Streams have their own watcher
+    (send_stream) once the first byte is sent.
+    """
+
+    __slots__ = ("_handle", "_receive", "_task", "_watcher", "arm_after", "disconnected")
+
+    def __init__(self, receive: Receive, arm_after: float = 0.5) -> None:
+        self._receive = receive
+        self.arm_after = arm_after
+        self.disconnected = False
+        self._task: asyncio.Task[Any] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    def __enter__(self) -> DisconnectGuard:
+        self._task = asyncio.current_task()
+        self._handle = asyncio.get_running_loop().call_later(self.arm_after, self._arm)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    def _arm(self) -> None:
+        self._handle = None
+        self._watcher = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        msg = await self._receive()
+        if msg["type"] == "http.disconnect" and self._task is not None:
+            self.disconnected = True
+            self._task.cancel()

@@ -58,7 +58,7 @@ def test_client_disconnect_cancels_upstream(gw: RunningGateway, openai_emulator:
 def test_silent_upstream_times_out_mid_stream(gw: RunningGateway, openai_emulator: EmulatorServer) -> None:
     openai_emulator.set_behaviour(text="a b c", chunks=3, chunk_delay=3)
     client = openai.OpenAI(base_url=gw.openai_base, api_key="k", max_retries=0)
-    with pytest.raises(openai.APIError, match="timed out|connection failed"):
+    with pytest.raises(openai.APIError, match=r"timed out|connection failed"):
         for _ in client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], stream=True):
             pass
 
@@ -77,3 +77,20 @@ def test_unsupported_params_dropped_when_configured(gw: RunningGateway, openai_e
     assert reply.choices[0].message.content
     sent = openai_emulator.requests[-1].body
     assert "logprobs" not in sent and "top_logprobs" not in sent
+
+
+def test_client_disconnect_cancels_non_streaming_upstream(gw: RunningGateway, openai_emulator: EmulatorServer, recorder: Recorder) -> None:
+    # The upstream takes 1.5 s before it answers (inside the 2 s limit); the client leaves first.
+    openai_emulator.set_behaviour(Behaviour(first_token_delay=1.5))
+    before = len(recorder.finished)
+    body = b'{"model":"m","messages":[{"role":"user","content":"x"}]}'
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                 + f"content-length: {len(body)}\r\n\r\n".encode() + body)
+    openai_emulator_seen = time.monotonic() + 5
+    while not openai_emulator.requests and time.monotonic() < openai_emulator_seen:
+        time.sleep(0.01)  # polling for the upstream to receive the call, not hoping for timing
+    sock.close()
+    ctx = recorder.wait_for(before + 1, timeout=5)[-1]
+    assert ctx.status == 499
+    assert ctx.attempts and ctx.attempts[-1].status in (0, 499)
