@@ -19,8 +19,6 @@ _FEATURE_COMMANDS = (
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from polyroute.config.load import ConfigError
     from polyroute.server.factory import CONFIG_ENV, resolve_config
 
@@ -39,20 +37,14 @@ def _serve(args: argparse.Namespace) -> int:
     models = ", ".join(sorted(cfg.models)) or "none"
     print(f"polyroute: config {source} (hash {digest}); models: {models}", file=sys.stderr)
     print(f"polyroute: listening on http://{host}:{port} with {workers} worker(s)", file=sys.stderr)
-    uvicorn.run(
-        "polyroute.server.factory:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level=args.log_level,
-        timeout_graceful_shutdown=30,
+    # Logging (JSON/text through a queue), per-worker metrics and SIGHUP forwarding: polyroute/ops/serve.py.
+    from polyroute.ops.logs import resolve_format
+    from polyroute.ops.serve import run_server
+
+    log_format = resolve_format(args.log_format, cfg.ops.logging.format if cfg.ops is not None else None)
+    return run_server(
+        host=host, port=port, workers=workers, log_level=args.log_level, log_format=log_format, graceful_timeout=30
     )
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to bind (default from config, 8080)")
     serve.add_argument("--workers", type=int, help="worker processes (default from config, 1)")
     serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-format", choices=["json", "text"], help="log lines as JSON objects or text (default: json unless a terminal)"
+    )
     serve.set_defaults(func=_serve)
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("config")

@@ -50,6 +50,24 @@ def run_once(model: Any, body: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def cancel_in_prompt(model: Any, base: dict[str, Any]) -> dict[str, float]:
+    """Cancel a ~1,000-token prompt at its first progress callback; then time a tiny request,
+    which waits if the cancelled prompt were still being processed."""
+    t0 = time.perf_counter()
+    asked: list[float] = []
+
+    def emit(chunk: dict[str, Any]) -> bool:
+        if (chunk.get("prompt_progress") or {}).get("processed", 0) > 0 and not asked:
+            asked.append(time.perf_counter() - t0)
+        return bool(asked)
+
+    model.generate({**base, "max_tokens": 8, "return_progress": True,
+                    "messages": [{"role": "user", "content": LONG_PROMPT}]}, emit)
+    returned = time.perf_counter() - t0
+    after = run_once(model, {**base, "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]})
+    return {"cancel_asked_at_s": asked[0], "generate_returned_s": returned, "next_request_ttft_s": after["ttft_s"]}
+
+
 def child(threads: int, runs: int, tokens: int) -> dict[str, Any]:
     from polyroute.providers.inhouse.llm import ChatModel
     from polyroute.providers.inhouse.models import chat_model_path
@@ -72,6 +90,7 @@ def child(threads: int, runs: int, tokens: int) -> dict[str, Any]:
                          "response_format": {"type": "json_schema", "json_schema": {"schema": schema}}})
         for _ in range(max(1, runs // 2))
     ]
+    cancels = [cancel_in_prompt(model, base) for _ in range(max(1, runs // 2))]
     rss_after = rss_mb()
     model.close()
     return {
@@ -85,6 +104,7 @@ def child(threads: int, runs: int, tokens: int) -> dict[str, Any]:
             **{k: summary([r[k] for r in long_prompt]) for k in ("ttft_s", "prompt_tokens_per_s")},
         },
         "json_schema": {k: summary([r[k] for r in grammar]) for k in ("ttft_s", "tokens_per_s")},
+        "cancel_in_prompt": {k: summary([r[k] for r in cancels]) for k in cancels[0]},
         "machine": machine(),
     }
 
@@ -117,7 +137,10 @@ def main() -> None:
             f"{r['long_prompt']['prompt_tokens']}-token prompt TTFT {r['long_prompt']['ttft_s']['median']:.2f} s "
             f"({r['long_prompt']['prompt_tokens_per_s']['median']:.0f} prompt tok/s); "
             f"json_schema {r['json_schema']['tokens_per_s']['median']:.1f} tok/s "
-            f"(TTFT {r['json_schema']['ttft_s']['median']:.2f} s); loadavg {r['machine']['loadavg_1m']:.1f}",
+            f"(TTFT {r['json_schema']['ttft_s']['median']:.2f} s); cancelled at the first prompt batch "
+            f"({r['cancel_in_prompt']['cancel_asked_at_s']['median']:.2f} s), next request TTFT "
+            f"{r['cancel_in_prompt']['next_request_ttft_s']['median'] * 1000:.0f} ms; "
+            f"loadavg {r['machine']['loadavg_1m']:.1f}",
             flush=True,
         )
     print("saved", save("chat", {"tokens": args.tokens, "runs": args.runs, "results": results}))

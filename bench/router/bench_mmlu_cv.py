@@ -54,11 +54,12 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--splits", default="random,group")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--kinds", default="", help="restrict stage 2, e.g. 'gbm' (default: choose in each fold)")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
     matrix = to_matrix(load_records(args.data))
-    cfg = TrainConfig()
+    cfg = TrainConfig(stage2_kinds=tuple(args.kinds.split(","))) if args.kinds else TrainConfig()
     counts = hash_counts(matrix.prompts, cfg.bits)
     dense = dense_matrix(matrix.prompts)
     strong = int(np.argmax(matrix.quality.mean(axis=0)))

@@ -76,9 +76,21 @@ def check_references(cfg: Config, source: str) -> None:
         if problem:
             raise ConfigError(source, f"providers.{name}", problem[0], problem[1])
     for model_name, m in cfg.models.items():
-        if not m.deployments:
+        for j, cand in enumerate(m.candidates or ()):
+            other = cfg.models.get(cand)
+            if other is None or cand == model_name or other.candidates:
+                raise ConfigError(
+                    source,
+                    f"models.{model_name}.candidates[{j}]",
+                    f"'{cand}' is not a model with its own deployments",
+                    "name models declared under 'models:' that list deployments",
+                )
+        if not m.deployments and not m.candidates:
             raise ConfigError(
-                source, f"models.{model_name}.deployments", "a model needs at least one deployment", "add a deployment"
+                source,
+                f"models.{model_name}.deployments",
+                "a model needs at least one deployment",
+                "add a deployment, or 'candidates:' naming other models",
             )
         for i, d in enumerate(m.deployments):
             if d.provider not in cfg.providers:

@@ -113,6 +113,10 @@ class ProviderConfig(C):
     # Seconds a deployment is skipped after a 429 that carried no Retry-After.
     rate_limit_cooldown: NonNegFloat = 1.0
     max_connections: int = 256
+    # HTTP client for provider calls: "fast" (polyroute.transport, HTTP/1.1) or "aiohttp".
+    # A proxy (below, or HTTP(S)_PROXY in the environment) always goes through aiohttp.
+    http_client: Literal["fast", "aiohttp"] = "fast"
+    proxy: str | None = None
     # Parameters a provider cannot honour: 400 by default, silently dropped when true.
     drop_unsupported_params: bool = False
     # In-house provider: request queue bound and parallel generations.
@@ -154,8 +158,22 @@ class ShadowConfig(C):
     max_concurrency: int = 4
 
 
+class QualityConfig(C):
+    """The learned router for `strategy: quality` (docs/evaluation.md)."""
+
+    # Artifact written by `polyroute router train`.
+    router: str
+    # How much one US dollar of predicted cost is worth in predicted quality (0..1 scale);
+    # 0 = best predicted quality whatever the price. None: the artifact's default.
+    quality_per_dollar: float | None = None
+
+
 class ModelConfig(C):
-    deployments: list[DeploymentConfig]
+    # A route over `candidates` (other public models) may leave this empty: it then routes over
+    # their deployments, and `strategy: quality` chooses the candidate per request.
+    deployments: list[DeploymentConfig] = msgspec.field(default_factory=list)
+    candidates: list[str] | None = None
+    quality: QualityConfig | None = None
     shadow: ShadowConfig | None = None
     kind: Literal["chat", "embedding"] = "chat"
     strategy: Strategy = "priority"

@@ -53,6 +53,11 @@ class Catalog:
                     )
                 )
             self.routes[model_name] = Route(model_name, mc, deps)
+        # Routes over candidates share the candidates' Deployment objects, hence their health,
+        # capacity and prices; `dep.model_name` says which candidate a deployment serves.
+        for model_name, mc in config.models.items():
+            for cand in mc.candidates or ():
+                self.routes[model_name].deployments.extend(self.routes[cand].deployments)
 
     def route(self, name: str) -> Route | None:
         return self.routes.get(name)

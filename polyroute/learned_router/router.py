@@ -49,7 +49,7 @@ class Decision:
 class LearnedRouter:
     models: list[str]
     featurizer: TextFeaturizer
-    coef: np.ndarray  # (m + 1, n_features) float32 over hashed columns: per-model quality, difficulty
+    coef: np.ndarray  # (n_features, m + 1) float32, C order: per-model quality then difficulty
     intercept: np.ndarray  # (m + 1,)
     stage2: Stage2
     cost_coef: np.ndarray  # (m, 2): usd = a + b * estimated_prompt_tokens
@@ -76,7 +76,7 @@ class LearnedRouter:
     def predict_from(self, counts: HashedCounts, dense: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """``predict`` from precomputed hashed counts and dense features (hashing is stateless)."""
         x = self.featurizer.transform_counts(counts)
-        s1 = np.asarray(x @ self.coef.T) + self.intercept
+        s1 = np.asarray(x @ self.coef) + self.intercept
         return self.stage2.predict(s1, dense, int(np.argmax(self.mean_quality)))
 
     def predict_cost(self, prompts: list[str]) -> np.ndarray:
@@ -183,7 +183,7 @@ class LearnedRouter:
             "idf": np.concatenate([self.featurizer.word_idf, self.featurizer.char_idf])[active].astype(
                 np.float32
             ),
-            "coef": self.coef[:, active].astype(np.float16),
+            "coef": self.coef[active].T.astype(np.float16),
             "intercept": self.intercept.astype(np.float64),
             "cost_coef": self.cost_coef.astype(np.float64),
             "mean_quality": self.mean_quality.astype(np.float64),
@@ -224,8 +224,8 @@ class LearnedRouter:
         idf = np.zeros(2 * half, dtype=np.float32)
         idf[active] = arrays["idf"]
         featurizer = TextFeaturizer(bits, idf[:half].copy(), idf[half:].copy(), float(header["char_weight"]))
-        coef = np.zeros((len(models) + 1, 2 * half), dtype=np.float32)
-        coef[:, active] = arrays["coef"].astype(np.float32)
+        coef = np.zeros((2 * half, len(models) + 1), dtype=np.float32)
+        coef[active] = arrays["coef"].T.astype(np.float32)
         stage2 = Stage2.from_arrays(str(header["stage2"]), arrays, len(models))
         return cls(
             models=models,

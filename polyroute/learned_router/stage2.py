@@ -5,11 +5,13 @@ all models: one target with m times the data, so it is learnt far better from fe
 one of:
 
 * ``linear``: the stage-1 per-model predictions as they are;
-* ``calibrated``: per model, a logistic regression on (predicted difficulty, predicted own quality).
-  Three numbers per model; when the text carries no signal it collapses to the model's mean quality,
-  so the router falls back to the best static choice instead of routing on noise;
+* ``calibrated``: per model, a logistic regression on (predicted difficulty, predicted own quality,
+  dense prompt statistics such as length). A few numbers per model; when the prompt carries no signal it
+  collapses to the model's mean quality, so the router falls back to the best static choice instead
+  of routing on noise;
 * ``gbm``: boosted trees per model (and for the strong-weak gap with two models) on the dense prompt
-  statistics plus all stage-1 predictions, for large training sets.
+  statistics plus all stage-1 predictions, for large training sets;
+* ``blend``: the mean of ``calibrated`` and ``gbm``.
 """
 
 from __future__ import annotations
@@ -21,45 +23,52 @@ from sklearn.linear_model import LogisticRegression
 
 from polyroute.learned_router.trees import TreeEnsemble
 
-KINDS = ("linear", "calibrated", "gbm")
+KINDS = ("linear", "calibrated", "gbm", "blend")
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
 
 
-def fit_calibration(s1: np.ndarray, quality: np.ndarray, c: float = 1.0) -> np.ndarray:
-    """Per model (weight on difficulty, weight on own prediction, bias), on raw stage-1 outputs.
+def _calibration_inputs(s1: np.ndarray, dense: np.ndarray, j: int) -> np.ndarray:
+    m = s1.shape[1] - 1
+    return np.column_stack([s1[:, m], s1[:, j], dense])
+
+
+def fit_calibration(s1: np.ndarray, dense: np.ndarray, quality: np.ndarray, c: float = 1.0) -> np.ndarray:
+    """Per model: weights on (predicted difficulty, predicted own quality, dense statistics...), bias.
 
     ``s1`` is (n, m + 1): m per-model predictions then the difficulty. Quality may be fractional:
     each record counts as a success with weight q and a failure with weight 1 - q.
     """
     n, m = quality.shape
-    out = np.zeros((m, 3))
-    mu = s1.mean(axis=0)
-    sd = s1.std(axis=0) + 1e-9
+    k = 2 + dense.shape[1]
+    out = np.zeros((m, k + 1))
     for j in range(m):
         q = quality[:, j]
         mean = float(np.clip(q.mean(), 1e-4, 1 - 1e-4))
         if q.min() == q.max():
-            out[j] = (0.0, 0.0, float(np.log(mean / (1 - mean))))
+            out[j, k] = float(np.log(mean / (1 - mean)))
             continue
-        feats = np.column_stack([(s1[:, m] - mu[m]) / sd[m], (s1[:, j] - mu[j]) / sd[j]])
-        x2 = np.vstack([feats, feats])
-        y2 = np.concatenate([np.ones(n), np.zeros(n)])
-        w2 = np.concatenate([q, 1.0 - q])
-        lr = LogisticRegression(C=c, max_iter=200).fit(x2, y2, sample_weight=w2)
-        wd, wq = lr.coef_[0]
-        # fold the standardisation into the weights so runtime needs no statistics
-        out[j, 0] = wd / sd[m]
-        out[j, 1] = wq / sd[j]
-        out[j, 2] = float(lr.intercept_[0]) - wd * mu[m] / sd[m] - wq * mu[j] / sd[j]
+        feats = _calibration_inputs(s1, dense, j)
+        mu = feats.mean(axis=0)
+        sd = feats.std(axis=0)
+        sd[sd < 1e-9] = 1.0
+        z = (feats - mu) / sd
+        lr = LogisticRegression(C=c, max_iter=300).fit(
+            np.vstack([z, z]), np.concatenate([np.ones(n), np.zeros(n)]), sample_weight=np.concatenate([q, 1.0 - q])
+        )
+        w = lr.coef_[0] / sd
+        # the standardisation is folded into the weights so runtime needs no statistics
+        out[j, :k] = w
+        out[j, k] = float(lr.intercept_[0]) - float(w @ mu)
     return out
 
 
-def apply_calibration(s1: np.ndarray, calib: np.ndarray) -> np.ndarray:
-    m = calib.shape[0]
-    return _sigmoid(calib[:, 0][None, :] * s1[:, [m]] + calib[:, 1][None, :] * s1[:, :m] + calib[:, 2][None, :])
+def apply_calibration(s1: np.ndarray, dense: np.ndarray, calib: np.ndarray) -> np.ndarray:
+    m, k1 = calib.shape
+    cols = [_calibration_inputs(s1, dense, j) @ calib[j, : k1 - 1] + calib[j, k1 - 1] for j in range(m)]
+    return _sigmoid(np.column_stack(cols))
 
 
 @dataclass
@@ -73,17 +82,23 @@ class Stage2:
         """Quality (n, m) and, for two models, the strong-minus-weak gap."""
         m = s1.shape[1] - 1
         gap: np.ndarray | None = None
-        if self.kind == "calibrated":
+        quality = s1[:, :m]
+        if self.kind in ("calibrated", "blend"):
             assert self.calib is not None
-            quality = apply_calibration(s1, self.calib)
-        elif self.kind == "gbm":
+            quality = apply_calibration(s1, dense, self.calib)
+        if self.kind in ("gbm", "blend"):
             assert self.trees is not None
             z = np.hstack([dense, s1])
-            quality = np.column_stack([t.predict(z) for t in self.trees])
+            trees_q = np.column_stack([t.predict(z) for t in self.trees])
             if self.gap_trees is not None:
                 gap = self.gap_trees.predict(z)
-        else:
-            quality = s1[:, :m]
+            if self.kind == "blend":
+                # average of the two views; with two models the gap is averaged likewise
+                if gap is not None:
+                    gap = (gap + (quality[:, strong] - quality[:, 1 - strong])) / 2.0
+                quality = (quality + trees_q) / 2.0
+            else:
+                quality = trees_q
         quality = np.clip(quality, 0.0, 1.0)
         if m == 2:
             if gap is None:
@@ -112,6 +127,6 @@ class Stage2:
         return cls(
             kind=kind,
             calib=arrays.get("calib"),
-            trees=[TreeEnsemble.from_arrays(arrays, f"stage2.{i}") for i in range(m)] if kind == "gbm" else None,
+            trees=[TreeEnsemble.from_arrays(arrays, f"stage2.{i}") for i in range(m)] if kind in ("gbm", "blend") else None,
             gap_trees=TreeEnsemble.from_arrays(arrays, "gap") if "gap.meta" in arrays else None,
         )

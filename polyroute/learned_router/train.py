@@ -47,6 +47,7 @@ class TrainConfig:
     alphas: tuple[float, ...] = (3.0, 10.0, 30.0, 100.0)
     inner_folds: int = 3
     calibrate_min_records: int = 30
+    stage2_kinds: tuple[str, ...] = ("linear", "calibrated", "gbm", "blend")
     gbm_min_records: int = 2000
     stage2_leaf_options: tuple[int, ...] = (7, 15)
     stage2_holdout: float = 0.2
@@ -215,10 +216,10 @@ def train(
         r = _ridge(float(alpha)).fit(x, y1[:, cols])
         coef_rows.append((cols, np.asarray(r.coef_, dtype=np.float32).reshape(len(cols), -1)))
         intercepts.append((cols, np.asarray(r.intercept_, dtype=np.float64).reshape(len(cols))))
-    coef = np.zeros((m + 1, x.shape[1]), dtype=np.float32)
+    coef = np.zeros((x.shape[1], m + 1), dtype=np.float32)
     intercept = np.zeros(m + 1)
     for (cols, c), (_, b) in zip(coef_rows, intercepts, strict=True):
-        coef[cols] = c
+        coef[:, cols] = c.T
         intercept[cols] = b
     info: dict[str, object] = {
         "records": n,
@@ -226,47 +227,54 @@ def train(
         "stage1_cv_error": cv_error,
     }
 
-    # ---- stage 2: pick linear / calibrated / gbm by the routing figure on held-out training records
+    # ---- stage 2: pick a kind by the routing figure on held-out training records
     stage2 = Stage2("linear")
     eligible = _eligible_mask(matrix)
+    big = n >= cfg.gbm_min_records
+    kinds = [k for k in cfg.stage2_kinds if big or k in ("linear", "calibrated")] or ["linear"]
     if oof is not None and n >= cfg.calibrate_min_records:
-        if n >= cfg.gbm_min_records:
-            # big data: one hold-out split is precise enough, and trees are too slow to cross-validate
+        gbm_plan: list[tuple[int, int]] = []
+        need_trees = "gbm" in kinds or "blend" in kinds
+        if big:
+            # big data: one hold-out split is precise enough, and trees are too slow to cross-validate;
+            # it also fixes the trees' size and length for the final fit
             perm = np.random.default_rng(cfg.seed).permutation(n)
             n_hold = max(1, int(n * cfg.stage2_holdout))
             hold, fit_idx = perm[:n_hold], perm[n_hold:]
-            trees, gap_trees, gbm_plan = _fit_gbm(dense[fit_idx], oof[fit_idx], quality[fit_idx], strong, cfg,
-                                                  holdout=(dense[hold], oof[hold], quality[hold]))
-            candidates: dict[str, Stage2] = {
-                "linear": Stage2("linear"),
-                "calibrated": Stage2("calibrated", calib=fit_calibration(oof[fit_idx], quality[fit_idx])),
-                "gbm": Stage2("gbm", trees=trees, gap_trees=gap_trees),
-            }
+            calib = fit_calibration(oof[fit_idx], dense[fit_idx], quality[fit_idx])
+            trees: list[TreeEnsemble] | None = None
+            gap_trees: TreeEnsemble | None = None
+            if need_trees:
+                trees, gap_trees, gbm_plan = _fit_gbm(dense[fit_idx], oof[fit_idx], quality[fit_idx], strong,
+                                                      cfg, holdout=(dense[hold], oof[hold], quality[hold]))
             scores = {
-                k: _routing_score(v.predict(oof[hold], dense[hold], strong)[0], quality[hold],
-                                  matrix.cost[hold], strong, eligible)
-                for k, v in candidates.items()
-            }
+                k: _routing_score(
+                    Stage2(k, calib=calib, trees=trees, gap_trees=gap_trees).predict(oof[hold], dense[hold], strong)[0],
+                    quality[hold], matrix.cost[hold], strong, eligible)
+                for k in kinds
+            } if len(kinds) > 1 else {kinds[0]: float("nan")}
         else:
             # small data: cross-validate the (cheap) calibration over the out-of-fold predictions
-            gbm_plan = []
-            calibrated = np.zeros_like(quality)
-            for tr, te in KFold(min(5, n), shuffle=True, random_state=cfg.seed + 1).split(np.arange(n)):
-                calibrated[te] = Stage2("calibrated", calib=fit_calibration(oof[tr], quality[tr])).predict(
-                    oof[te], dense[te], strong)[0]
-            linear = Stage2("linear").predict(oof, dense, strong)[0]
-            scores = {
-                "linear": _routing_score(linear, quality, matrix.cost, strong, eligible),
-                "calibrated": _routing_score(calibrated, quality, matrix.cost, strong, eligible),
-            }
+            preds = {"linear": Stage2("linear").predict(oof, dense, strong)[0]}
+            if "calibrated" in kinds and len(kinds) > 1:
+                calibrated = np.zeros_like(quality)
+                for tr, te in KFold(min(5, n), shuffle=True, random_state=cfg.seed + 1).split(np.arange(n)):
+                    calib = fit_calibration(oof[tr], dense[tr], quality[tr])
+                    calibrated[te] = Stage2("calibrated", calib=calib).predict(oof[te], dense[te], strong)[0]
+                preds["calibrated"] = calibrated
+            scores = (
+                {k: _routing_score(preds[k], quality, matrix.cost, strong, eligible) for k in kinds}
+                if len(kinds) > 1 else {kinds[0]: float("nan")}
+            )
         kind = max(scores, key=lambda k: scores[k])
         info["stage2_inner_score"] = {k: round(v, 6) for k, v in scores.items()}
-        if kind == "calibrated":
-            stage2 = Stage2("calibrated", calib=fit_calibration(oof, quality))
-        elif kind == "gbm":
-            trees, gap_trees, _ = _fit_gbm(dense, oof, quality, strong, cfg, plan=gbm_plan)
-            stage2 = Stage2("gbm", trees=trees, gap_trees=gap_trees)
+        final_calib = fit_calibration(oof, dense, quality) if kind in ("calibrated", "blend") else None
+        final_trees: list[TreeEnsemble] | None = None
+        final_gap: TreeEnsemble | None = None
+        if kind in ("gbm", "blend"):
+            final_trees, final_gap, _ = _fit_gbm(dense, oof, quality, strong, cfg, plan=gbm_plan)
             info["gbm"] = [{"max_leaf_nodes": lv, "iterations": it} for lv, it in gbm_plan]
+        stage2 = Stage2(kind, calib=final_calib, trees=final_trees, gap_trees=final_gap)
     info["stage2"] = stage2.kind
 
     router = LearnedRouter(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from polyroute.core.gateway import Gateway
@@ -26,9 +26,9 @@ class HealthResult:
     detail: str = ""
 
 
-HealthCheck = Callable[[], Awaitable[Union[HealthResult, bool]]]
+HealthCheck = Callable[[], Awaitable[HealthResult | bool]]
 # A gauge callable returns one value, or (label values, value) pairs for a labelled gauge.
-GaugeValue = Union[float, Iterable[tuple[tuple[str, ...], float]]]
+GaugeValue = float | Iterable[tuple[tuple[str, ...], float]]
 GaugeFn = Callable[[], GaugeValue]
 
 

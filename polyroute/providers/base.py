@@ -8,7 +8,6 @@ lives outside and never sees a vendor's payload.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -18,6 +17,14 @@ import orjson
 
 from polyroute.core import errors as e
 from polyroute.core import types as t
+from polyroute.transport import (
+    BodyTooLarge,
+    SSEDecoder,
+    StreamResponse,
+    TransportError,
+    Upstream,
+    open_upstream,
+)
 
 if TYPE_CHECKING:
     from polyroute.config.schema import ProviderConfig
@@ -111,54 +118,46 @@ def drop_unsupported(req: t.ChatRequest, bad: list[str]) -> t.ChatRequest:
 
 
 class HTTPProvider(Provider):
-    """A provider that speaks HTTP through one pooled keep-alive session."""
+    """A provider that speaks HTTP through one pooled keep-alive client: polyroute.transport's
+    HTTP/1.1 client, or aiohttp when the config asks for it or a proxy is involved."""
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         super().__init__(name, config)
-        self._session: aiohttp.ClientSession | None = None
-        to = config.timeouts
-        # sock_read bounds the silence between two reads, which is exactly the idle gap between
-        # stream chunks; the total per-request deadline is enforced by the caller.
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=to.connect, sock_read=to.idle)
+        self._session: Upstream | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=self.config.max_connections, keepalive_timeout=30, ttl_dns_cache=300, enable_cleanup_closed=True
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=self._timeout,
-            json_serialize=lambda o: orjson.dumps(o).decode(),
-            auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
-            headers={"User-Agent": "polyroute/0.1", **(self.config.headers or {})},
+        cfg = self.config
+        self._session = open_upstream(
+            kind=cfg.http_client,
+            proxy=cfg.proxy,
+            max_connections=cfg.max_connections,
+            connect_timeout=cfg.timeouts.connect,
+            # The silence allowed between two reads is exactly the idle gap between stream
+            # chunks; the total per-request deadline is enforced by the caller.
+            read_timeout=cfg.timeouts.idle,
+            headers={"User-Agent": "polyroute/0.1", **(cfg.headers or {})},
         )
 
     async def close(self) -> None:
         if self._session is not None:
-            await self._session.close()
-            self._session = None
+            session, self._session = self._session, None
+            await session.close()
 
     @property
-    def session(self) -> aiohttp.ClientSession:
+    def http(self) -> Upstream:
         if self._session is None:
             raise e.Unavailable(f"provider '{self.name}' is not started")
         return self._session
 
     async def post_json(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> Any:
         """POST JSON, return the decoded JSON body, or raise the mapped error."""
-        data = orjson.dumps(body)
         try:
-            async with self.session.post(
-                url, data=data, headers={**headers, "Content-Type": "application/json"}
-            ) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise self.map_error(resp.status, raw, resp.headers)
-        except aiohttp.ClientError as exc:
+            resp = await self.http.post(url, orjson.dumps(body), {**headers, "Content-Type": "application/json"})
+        except (TransportError, ValueError) as exc:
             raise self.connection_error(exc) from None
-        except TimeoutError:
-            raise e.UpstreamTimeout(f"provider '{self.name}' timed out", provider=self.name) from None
+        raw = resp.body
+        if resp.status >= 400:
+            raise self.map_error(resp.status, raw, resp.headers)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -166,22 +165,17 @@ class HTTPProvider(Provider):
                 f"provider '{self.name}' returned a body that is not JSON: {raw[:200]!r}", provider=self.name
             ) from None
 
-    async def open_stream(
-        self, url: str, body: dict[str, Any], headers: dict[str, str]
-    ) -> aiohttp.ClientResponse:
-        """Start a streaming POST; raises the mapped error unless the upstream answered 2xx."""
+    async def open_stream(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> StreamResponse:
+        """Start a streaming POST; raises the mapped error unless the upstream answered 2xx.
+        The caller iterates it with `iter_sse` and must `release()` it."""
         try:
-            resp = await self.session.post(
-                url, data=orjson.dumps(body), headers={**headers, "Content-Type": "application/json"}
-            )
-        except aiohttp.ClientError as exc:
+            resp = await self.http.open(url, orjson.dumps(body), {**headers, "Content-Type": "application/json"})
+        except (TransportError, ValueError) as exc:
             raise self.connection_error(exc) from None
-        except TimeoutError:
-            raise e.UpstreamTimeout(f"provider '{self.name}' timed out", provider=self.name) from None
         if resp.status >= 400:
             try:
                 raw = await resp.read()
-            except (aiohttp.ClientError, TimeoutError):
+            except TransportError:
                 raw = b""
             finally:
                 resp.release()
@@ -189,8 +183,10 @@ class HTTPProvider(Provider):
         return resp
 
     def connection_error(self, exc: BaseException) -> e.GatewayError:
-        if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+        if isinstance(exc, TimeoutError):
             return e.UpstreamTimeout(f"provider '{self.name}' timed out ({exc})", provider=self.name)
+        if isinstance(exc, BodyTooLarge):
+            return e.UpstreamError(f"provider '{self.name}' sent a response too large to buffer ({exc})", provider=self.name)
         return e.UpstreamError(
             f"provider '{self.name}' connection failed: {type(exc).__name__}: {exc}", provider=self.name
         )
@@ -263,21 +259,25 @@ def parse_retry_after(headers: Any) -> float | None:
         return None  # HTTP-date form: rare from AI vendors; fall back to our own backoff
 
 
-async def iter_sse(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, bytes]]:
-    """Server-sent events from a response: yields (event name, data bytes) per event."""
-    event: str | None = None
-    data: list[bytes] = []
-    async for raw in resp.content:
-        line = raw.rstrip(b"\r\n")
-        if not line:
-            if data:
-                yield event, b"\n".join(data)
-            event, data = None, []
-            continue
-        if line.startswith(b"data:"):
-            data.append(line[6:] if line[5:6] == b" " else line[5:])
-        elif line.startswith(b"event:"):
-            event = line[6:].strip().decode()
-        # comments (":") and id/retry fields carry nothing a gateway needs
-    if data:
-        yield event, b"\n".join(data)
+async def iter_sse(resp: StreamResponse | aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, bytes]]:
+    """Server-sent events from a streaming response: yields (event name, data bytes) per event.
+    Parsing works on whole reads, not lines (polyroute/transport/sse.py)."""
+    decoder = SSEDecoder()
+    source = resp.content.iter_any() if isinstance(resp, aiohttp.ClientResponse) else resp
+    async for chunk in source:
+        for event in decoder.feed(chunk):
+            yield event
+    for event in decoder.flush():
+        yield event
+
+
+async def iter_sse_batches(resp: StreamResponse) -> AsyncIterator[list[tuple[str | None, bytes]]]:
+    """Like `iter_sse`, but one list per read: every event that one read completed (never empty)."""
+    decoder = SSEDecoder()
+    async for chunk in resp:
+        events = decoder.feed(chunk)
+        if events:
+            yield events
+    events = decoder.flush()
+    if events:
+        yield events

@@ -81,6 +81,8 @@ class App:
             self.routes[("POST", "/v1/messages")] = self.anthropic_messages
             self.routes[("POST", "/v1/messages/count_tokens")] = self.anthropic_count_tokens
         self.started = False
+        # Every HTTP request goes through `http`; ops wraps it (access log, request ids).
+        self.http: Handler = self.dispatch
 
     def add_route(self, method: str, path: str, handler: Handler) -> None:
         self.routes[(method, path)] = handler
@@ -88,14 +90,16 @@ class App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            path = scope["path"]
-            handler = self.routes.get((scope["method"], path))
-            if handler is None:
-                await self.not_found(scope, receive, send)
-                return
-            await handler(scope, receive, send)
+            await self.http(scope, receive, send)
         elif kind == "lifespan":
             await self.lifespan(receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.routes.get((scope["method"], scope["path"]))
+        if handler is None:
+            await self.not_found(scope, receive, send)
+            return
+        await handler(scope, receive, send)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:

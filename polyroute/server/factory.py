@@ -29,16 +29,24 @@ def resolve_config(path: str | None) -> tuple[Config, str, str]:
 def build_policies(cfg: Config) -> list[Policy]:
     # Governance (keys, limits, budgets, ledger) plugs in here once configured.
     from polyroute.evaluation.shadow import shadow_policies
+    from polyroute.ops.setup import ops_policies  # always last: see polyroute/ops/policy.py
 
     try:
         from polyroute.governance.setup import policies_for
     except ImportError:
-        return shadow_policies(cfg)
-    return [*policies_for(cfg), *shadow_policies(cfg)]
+        return [*shadow_policies(cfg), *ops_policies(cfg)]
+    return [*policies_for(cfg), *shadow_policies(cfg), *ops_policies(cfg)]
 
 
 def install_routes(app: App) -> App:
-    """Feature routes beyond the inference API: the governance admin API (/admin/...)."""
+    """Feature routes beyond the inference API: the governance admin API (/admin/...), and the
+    operations routes (/metrics, /health/ready, /admin/reload) with the access log."""
+    from polyroute.ops.setup import install_ops
+
+    install_ops(app)
+    from polyroute.ui import install as install_ui
+
+    install_ui(app)  # the dashboard (/ui, docs/dashboard.md)
     try:
         from polyroute.governance.setup import install_admin
     except ImportError:

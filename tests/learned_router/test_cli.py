@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from polyroute.learned_router.cli import cmd_eval, main, register
 
 from .synthetic import records, write
 
@@ -46,15 +51,24 @@ def test_train_then_eval_round_trip(tmp_path: Path) -> None:
     assert cq["router"]["cost_to_match_best_single"] < cq["static_mix"]["cost_to_match_best_single"]
 
 
-def test_eval_on_data_without_the_routers_models_fails_cleanly(tmp_path: Path) -> None:
+def test_eval_on_data_without_the_routers_models_fails_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     train_file = write(tmp_path / "train.jsonl", records(30))
     other = write(tmp_path / "other.jsonl", [{"prompt": "p", "scores": {"a": 1.0, "b": 0.0}}])
     artifact = tmp_path / "router.npz"
-    run("train", "--data", str(train_file), "--out", str(artifact))
-    proc = subprocess.run(
-        [sys.executable, "-m", "polyroute.learned_router", "router", "eval", "--router", str(artifact),
-         "--data", str(other)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 2
-    assert "error:" in proc.stderr
+    assert main(["router", "train", "--data", str(train_file), "--out", str(artifact)]) == 0
+    capsys.readouterr()
+    assert main(["router", "eval", "--router", str(artifact), "--data", str(other)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "error:" in captured.err and "acme/cheap-1" in captured.err
+
+
+def test_register_adds_router_subcommands() -> None:
+    parser = argparse.ArgumentParser(prog="polyroute")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["router", "eval", "--router", "r.npz", "--data", "d.jsonl"])
+    assert args.func is cmd_eval
+    with pytest.raises(SystemExit):
+        parser.parse_args(["router", "train", "--data", "d.jsonl"])  # --out is required

@@ -129,3 +129,17 @@ def test_malformed_records_are_rejected() -> None:
         parse_record({"prompt": "x"})
     with pytest.raises(ValueError):
         parse_record({"prompt": 3, "scores": {"a": 1}})
+
+
+def test_saved_router_predicts_like_the_trained_one(tmp_path: Path) -> None:
+    matrix = to_matrix([parse_record(r) for r in records(60, seed=4)])
+    router = train(matrix)
+    router.save(tmp_path / "r.npz")
+    loaded = LearnedRouter.load(tmp_path / "r.npz")
+    probe = [prompt("easy" if i % 2 else "hard", random.Random(i)) for i in range(10)]
+    q1, _ = router.predict(probe)
+    q2, _ = loaded.predict(probe)
+    # coefficients are stored as float16
+    np.testing.assert_allclose(q1, q2, atol=5e-3)
+    assert loaded.stage2.kind == router.stage2.kind
+    assert loaded.info["records"] == 60

@@ -25,6 +25,7 @@ def test_defaults_bound_the_answer_and_always_stream_with_usage() -> None:
     body = build_body(t.ChatRequest(model="m", messages=[user("hi")]), context_size=2048)
     assert body["max_tokens"] == DEFAULT_MAX_TOKENS
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["return_progress"] is True  # cancellation points while the prompt is read
     assert 0 <= body["temperature"] <= 1 and 0 < body["top_p"] <= 1
     assert "seed" not in body and "stop" not in body
 
@@ -74,6 +75,10 @@ def chunk(**kw: Any) -> dict[str, Any]:
 
 
 CHUNKS = [
+    chunk(choices=[{"index": 0, "delta": {"role": "assistant", "content": None}, "finish_reason": None}],
+          prompt_progress={"total": 300, "cache": 0, "processed": 0, "time_ms": 0}),
+    chunk(choices=[{"index": 0, "delta": {"role": "assistant", "content": None}, "finish_reason": None}],
+          prompt_progress={"total": 300, "cache": 0, "processed": 256, "time_ms": 900}),
     chunk(choices=[{"index": 0, "delta": {"role": "assistant", "content": None}, "finish_reason": None}]),
     chunk(choices=[{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}]),
     chunk(choices=[{"index": 0, "delta": {"content": "lo"}, "finish_reason": None}]),
@@ -85,6 +90,7 @@ CHUNKS = [
 
 def test_chunks_become_canonical_events_in_order() -> None:
     reader = ChunkReader("smollm2-135m-instruct", "local")
+    assert reader.feed(CHUNKS[0]) == [] and not reader.started  # prompt progress is not an event
     events = [ev for c in CHUNKS for ev in reader.feed(c)]
     assert events == [
         t.StreamStart(id="chatcmpl-1", model="smollm2-135m-instruct", created=123),

@@ -200,16 +200,25 @@ def test_unknown_models_fail_at_start_up(fake_chat: FakeChat) -> None:
         p.add_deployment(dep(p, "llama-70b"))
 
 
-async def test_a_failed_load_is_a_clear_503(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_model_that_fails_to_load_fails_start_up_with_its_cause(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(config: ProviderConfig) -> FakeChat:
         raise RuntimeError("Failed to init server, please check the input params.")
 
     monkeypatch.setattr(provider_mod, "_load_chat", broken)
     p = InHouse("local", ProviderConfig(type="inhouse"))
     p.add_deployment(dep(p))
-    await p.start()
+    with pytest.raises(RuntimeError, match="'smollm2-135m-instruct' failed to load: Failed to init server"):
+        await p.start()
     with pytest.raises(e.Unavailable, match="could not be loaded: Failed to init server"):
-        await p.chat(request(), dep(p))
+        await p.chat(request(), dep(p))  # and if served anyway, requests get a clear 503
+    await p.close()
+
+
+async def test_start_loads_only_the_models_deployments_name(fake_chat: FakeChat) -> None:
+    p = InHouse("local", ProviderConfig(type="inhouse"))
+    p.add_deployment(dep(p, INHOUSE_EMBEDDING))
+    await p.start()
+    assert p._embedder.load_seconds is not None and p._chat.load_seconds is None
     await p.close()
 
 

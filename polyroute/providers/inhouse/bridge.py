@@ -48,17 +48,17 @@ class ThreadStream(Generic[T]):
     def stopped(self) -> bool:
         return self._stopped.is_set()
 
-    def _post(self, item: T | _End) -> bool:
+    def _post(self, item: T | _End) -> None:
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
         except RuntimeError:  # the loop is closed: nobody is listening any more
             self._stopped.set()
-        return self._stopped.is_set()
 
     def _emit(self, item: T) -> bool:
         if self._stopped.is_set():
             return True
-        return self._post(item)
+        self._post(item)
+        return False
 
     def _run(self) -> None:
         error: BaseException | None = None

@@ -52,6 +52,9 @@ def build_body(req: t.ChatRequest, *, context_size: int) -> dict[str, Any]:
         "messages": messages_to_llama(req.messages),
         "stream": True,
         "stream_options": {"include_usage": True},
+        # Progress chunks during prompt processing call back into Python every batch of prompt
+        # tokens: each is a chance to cancel a long prompt, not only after its first token.
+        "return_progress": True,
         "max_tokens": max(1, min(max_tokens, context_size)),
         "temperature": req.temperature if req.temperature is not None else DEFAULT_TEMPERATURE,
         "top_p": req.top_p if req.top_p is not None else DEFAULT_TOP_P,
@@ -101,6 +104,8 @@ class ChunkReader:
     def feed(self, chunk: dict[str, Any]) -> list[t.StreamEvent]:
         if "error" in chunk and "choices" not in chunk:
             raise error_from_llama(chunk["error"], self.provider, self.model)
+        if "prompt_progress" in chunk:
+            return []  # still reading the prompt: nothing for the client yet
         events: list[t.StreamEvent] = []
         if not self.started:
             self.started = True

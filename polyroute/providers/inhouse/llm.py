@@ -4,7 +4,9 @@
 handler called in-process: it applies the GGUF's chat template, batches parallel slots, enforces
 stop strings / grammars / seeds, counts tokens with the model's tokenizer, and calls `callback`
 once per SSE chunk; returning True from the callback cancels the generation. The call blocks
-(without the GIL) until the answer is complete, so it runs in a worker thread.
+(without the GIL) until the answer is complete, so it runs in a worker thread. With
+`return_progress`, llama.cpp also calls back after each batch of prompt tokens, so a request
+can be cancelled while a long prompt is still being read.
 
 `xllamacpp.Server` also starts llama.cpp's HTTP server. It is bound to a Unix socket in a private
 temporary directory (no TCP port), guarded by a random API key, with the web UI and slot
@@ -28,6 +30,8 @@ from typing import Any
 import orjson
 
 from polyroute.providers.inhouse.cpu import cpu_threads
+
+PROMPT_BATCH = 256
 
 
 @contextlib.contextmanager
@@ -66,6 +70,9 @@ class ChatModel:
         p.model.path = str(path)
         p.n_parallel = parallel
         p.n_ctx = context_size * parallel  # llama.cpp splits the context evenly across slots
+        # Prompts are processed PROMPT_BATCH tokens at a time, with a progress callback after each
+        # batch: the granularity at which a cancelled request stops during a long prompt.
+        p.n_batch = p.n_ubatch = PROMPT_BATCH
         for cpu in (p.cpuparams, p.cpuparams_batch):
             cpu.n_threads = self.threads
             cpu.poll = 0  # sleep, not spin, between operations: the CPUs are shared (see cpu_threads)
