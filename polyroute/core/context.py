@@ -54,6 +54,7 @@ class RequestContext:
         "request",
         "request_id",
         "route",
+        "route_choice",
         "started",
         "status",
         "stream",
@@ -84,6 +85,8 @@ class RequestContext:
         self.tags: list[str] | None = None
         self.end_user: str | None = None
         self.fallback_reason: str | None = None
+        # The model a `quality` route chose for this request (the learned router's decision).
+        self.route_choice: str | None = None
         self.extra_headers: list[tuple[bytes, bytes]] = []
         # The canonical request, set by the gateway before the policies run.
         self.request: ChatRequest | EmbeddingRequest | None = None

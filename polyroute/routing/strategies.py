@@ -162,7 +162,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 # Strategies provided by other packages, imported on first use.
-_PROVIDED_BY = {"quality": "polyroute.learned_router.strategy"}
+_PROVIDED_BY = {"quality": "polyroute.routing.quality"}
 
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:

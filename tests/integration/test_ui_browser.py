@@ -108,6 +108,15 @@ def test_the_whole_loop_in_a_browser(
     from playwright.sync_api import expect
 
     main, other = emulator_factory("openai"), emulator_factory("openai")
+    report = tmp_path / "reports" / "compare-run"
+    report.mkdir(parents=True)
+    (report / "summary.json").write_text(json.dumps({"models": {"smart": {
+        "model": "smart", "answers": 2, "errors": 0, "mean_quality": 0.5, "win_rate": 1.0, "total_cost_usd": 0.01,
+        "latency_p50_ms": 120.0, "ttft_p50_ms": 40.0}}}))  # fmt: skip
+    (report / "report.html").write_text(
+        "<!doctype html><html><head><style>h1{color:#c00}</style></head><body><h1>Report body</h1>"
+        "<svg width='40' height='20'><rect width='40' height='20'/></svg></body></html>"
+    )
     with ui_gateway(config(tmp_path, main, other), tmp_path) as u:
         ctx, page, problems = open_page(browser)
         shot = Shots(page, tmp_path / "screenshots")
@@ -205,6 +214,12 @@ def test_the_whole_loop_in_a_browser(
         assert records[0]["scores"] == {winner: 1.0, loser: 0.0}
         assert set(records[0]["costs"]) == {"smart", "cheap"}
 
+        # A `polyroute compare` report from the configured folder, framed in a sandbox.
+        page.get_by_test_id("reports-table").get_by_text("compare-run").click()
+        expect(page.get_by_test_id("report-detail")).to_contain_text("smart")
+        expect(page.frame_locator("iframe.report").locator("h1")).to_have_text("Report body")
+        shot("11-compare-report")
+
         # Sign out: the dashboard is closed again.
         page.get_by_test_id("logout").click()
         page.wait_for_url("**/ui/login")
@@ -232,6 +247,6 @@ def test_a_non_admin_key_cannot_sign_in(
         assert "401" in page.content() or "unauthenticated" in page.content()
         page.goto(u.base_url + "/ui/")
         page.wait_for_url("**/ui/login")
-        Shots(page, tmp_path / "screenshots")("11-non-admin-refused")
+        Shots(page, tmp_path / "screenshots")("12-non-admin-refused")
         assert problems == []
         ctx.close()
