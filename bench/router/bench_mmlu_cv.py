@@ -59,7 +59,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     matrix = to_matrix(load_records(args.data))
-    cfg = TrainConfig(stage2_kinds=tuple(args.kinds.split(","))) if args.kinds else TrainConfig()
+    cfg = TrainConfig(big_kinds=tuple(args.kinds.split(","))) if args.kinds else TrainConfig()
     counts = hash_counts(matrix.prompts, cfg.bits)
     dense = dense_matrix(matrix.prompts)
     strong = int(np.argmax(matrix.quality.mean(axis=0)))

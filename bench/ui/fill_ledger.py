@@ -110,7 +110,7 @@ def fill(path: Path, rows: int, days: float, seed: int = 7) -> dict[str, object]
         ttft = latency * rng.uniform(0.1, 0.4) if stream else None
         failover = len(deps) > 1 and rng.random() < 0.05
         failed = rng.random() < 0.02
-        attempts = []
+        attempts: list[tuple[int, str, str, str, int, str | None, float, int, int, float]] = []
         cost_total = 0.0
         if failover:
             p, v, up, _, _ = deps[0]

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 class Policy:
     def attach(self, gateway: Gateway) -> None:
-        """Called once when the gateway is built, for policies that make calls of their own."""
+        """Called when the gateway is built and again after each config reload (with the same
+        gateway, now holding the new catalogue), for policies that read the config or make calls."""
 
     async def start(self) -> None:
         pass

@@ -3,8 +3,9 @@
 Two models (RouteLLM, arXiv 2406.18665, as in lm-sys/RouteLLM ``routellm/evals``):
   * the router gives every prompt a score (its estimate that the strong model is needed);
   * thresholds are the ``num_results + 1`` quantile edges of those scores (``pd.qcut`` bins, linear
-    interpolation); at every edge but the last the strong model gets prompts with score >= edge, at
-    the last one prompts with score > edge (so the sweep runs from 100 % to 0 % strong calls);
+    interpolation; where ``pd.qcut`` would refuse duplicate edges from tied scores they are kept here,
+    adding only zero-width steps); at every edge but the last the strong model gets the prompts with
+    score >= edge, at the last one those with score > edge (the sweep runs from 100 % to 0 % strong);
   * each threshold gives (strong-call %, accuracy %); the curve is sorted by strong-call %;
   * APGR = (AUC - weak AUC) / (strong AUC - weak AUC), trapezoid areas over strong-call fraction;
   * CPT(x %) = ``np.interp(weak + x * (strong - weak), accuracy, strong %)``: the share of strong calls

@@ -22,7 +22,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,16 +240,3 @@ class LearnedRouter:
             default_quality_per_dollar=float(header["default_quality_per_dollar"]),
             info=dict(header.get("info") or {}),
         )
-
-
-def time_choose(router: LearnedRouter, prompt: str, candidates: list[str], repeats: int) -> list[float]:
-    """Wall-clock seconds of ``repeats`` calls to ``choose`` (for the latency benchmark)."""
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        router.choose(prompt, candidates)
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-__all__ = ["Decision", "LearnedRouter", "hash_counts"]

@@ -47,7 +47,10 @@ class TrainConfig:
     alphas: tuple[float, ...] = (3.0, 10.0, 30.0, 100.0)
     inner_folds: int = 3
     calibrate_min_records: int = 30
-    stage2_kinds: tuple[str, ...] = ("linear", "calibrated", "gbm", "blend")
+    # stage-2 kinds to choose from below / from gbm_min_records up; text-only ``linear`` is left out of
+    # the big-data set because it alone ignores the dense statistics that carry over to unseen topics
+    small_kinds: tuple[str, ...] = ("linear", "calibrated")
+    big_kinds: tuple[str, ...] = ("calibrated", "gbm", "blend")
     gbm_min_records: int = 2000
     stage2_leaf_options: tuple[int, ...] = (7, 15)
     stage2_holdout: float = 0.2
@@ -231,7 +234,8 @@ def train(
     stage2 = Stage2("linear")
     eligible = _eligible_mask(matrix)
     big = n >= cfg.gbm_min_records
-    kinds = [k for k in cfg.stage2_kinds if big or k in ("linear", "calibrated")] or ["linear"]
+    kinds = [k for k in (cfg.big_kinds if big else cfg.small_kinds) if big or k in ("linear", "calibrated")]
+    kinds = kinds or ["linear"]
     if oof is not None and n >= cfg.calibrate_min_records:
         gbm_plan: list[tuple[int, int]] = []
         need_trees = "gbm" in kinds or "blend" in kinds

@@ -310,17 +310,17 @@ class Dashboard:
             raise e.InvalidRequest("'until' must be after 'since'", param="until")
         return since, until
 
-    async def _fresh(self) -> None:
-        """Rows still queued in this process go to the database first, so a page shows the requests
-        that just finished (bounded: a slow database must not hold the page)."""
+    async def _flush(self) -> None:
+        """Rows still queued in this process go to the database (bounded: a slow database must not
+        hold the page). Only where a person looks for one request they just made: under constant
+        traffic the queue is never empty, and every page would wait."""
         gov = self.gov
-        if gov is not None and gov.ledger is not None and gov.ledger.queued:
-            with contextlib.suppress(Exception):
-                await gov.ledger.flush(limit=2.0)
+        if gov is not None and gov.ledger is not None:
+            with contextlib.suppress(Exception):  # returns at once when nothing is queued or in flight
+                await gov.ledger.flush(limit=1.0)
 
     async def api_overview(self, s: Session, q: dict[str, str], b: dict[str, Any], scope: Scope) -> Any:
         since, until = self._period(q)
-        await self._fresh()
         t0 = time.perf_counter()
         out = await queries.overview(self.reader(), self.cache, grid_for(since, until), queries.Filters.from_query(q))
         out["query_ms"] = round((time.perf_counter() - t0) * 1000, 1)
@@ -332,7 +332,6 @@ class Dashboard:
 
     async def api_vendors(self, s: Session, q: dict[str, str], b: dict[str, Any], scope: Scope) -> Any:
         since, until = self._period(q, "7d")
-        await self._fresh()
         reader = self.reader()
         series = await queries.vendor_series(reader, self.cache, grid_for(since, until))
         recent = await queries.recent_attempts(reader, live.HEALTH_WINDOW)
@@ -352,7 +351,6 @@ class Dashboard:
         return series
 
     async def api_routes(self, s: Session, q: dict[str, str], b: dict[str, Any], scope: Scope) -> Any:
-        await self._fresh()
         recent: dict[str, dict[str, float]] = {}
         minute: dict[str, dict[str, float]] = {}
         if self.gov is not None:
@@ -364,7 +362,6 @@ class Dashboard:
     async def api_keys(self, s: Session, q: dict[str, str], b: dict[str, Any], scope: Scope) -> Any:
         gov = self._gov()
         keys, teams = await admin_ops.keys_and_teams(gov, include_revoked=q.get("revoked") in ("1", "true"))
-        await self._fresh()
         _, month_start = period_starts(time.time())
         spend = await queries.key_spend(self.reader(), self.cache, grid_for(month_start, time.time(), 86400))
         key_month, team_month, key_day, team_day = spend["key"], spend["team"], spend["key_last"], spend["team_last"]
@@ -425,11 +422,13 @@ class Dashboard:
             limit = max(1, min(200, int(q.get("limit") or 50)))
         except ValueError:
             raise e.InvalidRequest("'limit' must be a whole number", param="limit") from None
-        await self._fresh()
         reader = self.reader()
         rid = q.get("request_id")
         if rid:
             row = await queries.ledger_request(reader, rid)
+            if row is None:
+                await self._flush()
+                row = await queries.ledger_request(reader, rid)
             return {"rows": [row] if row is not None else [], "next": None}
         return await queries.ledger_page(
             reader, queries.Filters.from_query(q), since=since, until=until, status=q.get("status"),
@@ -440,8 +439,10 @@ class Dashboard:
         rid = q.get("id")
         if not rid:
             raise e.InvalidRequest("give the request id: ?id=req_...", param="id")
-        await self._fresh()
         row = await queries.ledger_request(self.reader(), rid)
+        if row is None:
+            await self._flush()
+            row = await queries.ledger_request(self.reader(), rid)
         if row is None:
             raise e.NotFound(f"no request '{rid}' in the ledger")
         return row

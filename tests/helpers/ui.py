@@ -56,7 +56,7 @@ class UIClient:
     def login(self, key: str) -> tuple[int, Any]:
         status, raw, _ = self.request("POST", "/ui/api/login", {"key": key})
         body = json.loads(raw) if raw else None
-        if status == 200:
+        if status == 200 and body is not None:
             self.csrf = body["csrf"]
         return status, body
 
@@ -82,6 +82,10 @@ class UIGateway:
 
     def client(self) -> UIClient:
         return UIClient(self.g.base_url)
+
+    def flush(self) -> None:
+        """Every finished request's ledger row into the database (the dashboard reads it there)."""
+        self.g.flush()
 
 
 @contextmanager

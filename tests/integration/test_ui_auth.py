@@ -52,7 +52,7 @@ def test_everything_is_refused_without_a_session(openai_emulator: EmulatorServer
             status, _, h = c.request("GET", path)
             assert status == 303 and h["location"] == "/ui/login"
         # The application's code and libraries too; only the sign-in page and its assets are public.
-        for method, path in routes:
+        for _, path in routes:
             if path.startswith("/ui/static/"):
                 name = path.removeprefix("/ui/static/")
                 status, _, _ = c.request("GET", path)

@@ -150,6 +150,7 @@ def test_the_whole_loop_in_a_browser(
         assert "".join(ch.choices[0].delta.content or "" for ch in raw.parse() if ch.choices)
 
         # The overview counts it (the page refreshes on its own; reload to not wait 30 s).
+        u.flush()
         page.get_by_test_id("nav-overview").click()
         page.reload()
         expect(page.get_by_test_id("kpi-requests").locator(".value")).to_have_text("5")

@@ -66,6 +66,7 @@ def test_traffic_appears_in_overview_ledger_and_keys(
         main.enqueue(Behaviour(status=400, error_message="bad thing"))
         with pytest.raises(openai.BadRequestError):
             sdk.chat.completions.create(model="cheap", messages=MSGS)
+        u.flush()
 
         status, ov = c.get("overview", since="1h", key=key["id"])
         assert status == 200
@@ -126,6 +127,7 @@ def test_failover_breakers_routes_and_vendor_coverage(
         sdk = openai.OpenAI(base_url=u.g.openai_base, api_key=MASTER, max_retries=0)
         for _ in range(3):
             sdk.chat.completions.create(model="smart", messages=MSGS)
+        u.flush()
         rows = c.get("ledger", since="1h", model="smart")[1]["rows"]
         assert [r["attempts"] for r in rows] == [1, 2, 2]  # newest first: the breaker opened after two
         detail = c.get("ledger/request", id=rows[-1]["request_id"])[1]
@@ -194,6 +196,7 @@ def test_playground_votes_become_routing_records(
         assert recs[0].scores == first["scores"] and recs[0].task == "playground"
 
         # Playground answers are billed traffic: they are in the ledger (no key, api "playground").
+        u.flush()
         rows = c.get("ledger", since="1h")[1]["rows"]
         assert len(rows) == 4 and {r["api"] for r in rows} == {"playground"} and all(r["key_id"] is None for r in rows)
 

@@ -35,8 +35,9 @@ export function TimeChart({ title, t, series, height = 200, fmt = compact, stack
         ...ordered.map((s, i) => {
           const idx = stacked ? series.length - 1 - i : i;
           const color = s.color || COLORS[idx % COLORS.length];
-          // Isolated values between empty buckets draw no line: show them as points.
-          const gaps = s.values.some((v) => v === null || v === undefined);
+          // A value with empty buckets on both sides draws no line: show points when there is one.
+          const none = (v) => v === null || v === undefined;
+          const gaps = s.values.some((v, i, a) => !none(v) && (i === 0 || none(a[i - 1])) && (i === a.length - 1 || none(a[i + 1])));
           return {
             label: s.label,
             points: gaps ? { show: true, size: 5 } : undefined,

@@ -14,9 +14,10 @@ export function compact(v) {
   return nf.format(Math.round(v * 100) / 100);
 }
 
-export function usd(v) {
+export function usd(v, step) {
   if (v === null || v === undefined) return "–";
   if (v === 0) return "$0";
+  if (step) return "$" + v.toFixed(Math.max(0, Math.min(6, Math.ceil(-Math.log10(step)))));
   const a = Math.abs(v);
   if (a < 0.01) return "$" + v.toFixed(6);
   if (a < 100) return "$" + v.toFixed(4);

@@ -185,8 +185,8 @@ export function Keys({ reloadFilters }) {
         <td><${Spend} spent=${k.spend_today} budget=${k.budget_daily} status=${k.budget_status} period="day" /></td>
         <td><${Spend} spent=${k.spend_month} budget=${k.budget_monthly} status=${k.budget_status} period="month" /></td>
         <td class="num">${f.int(k.requests_month)}</td>
-        <td class="muted">${f.ago(k.created_at)}</td>
-        <td>${keyStatus(k) === "active" ? html`<div class="row">
+        <td class="muted nowrap">${f.ago(k.created_at)}</td>
+        <td>${keyStatus(k) === "active" ? html`<div class="actions">
           <button onClick=${() => setEditing({ kind: "keys", record: k })} data-testid="key-edit">Limits</button>
           <button class="danger" onClick=${() => revoke(k)} data-testid="key-revoke">Revoke</button></div>` : null}</td>
       </tr>`)}
