@@ -106,12 +106,25 @@ class Governance(Policy):
     # --- life cycle --------------------------------------------------------------------------------
 
     def attach(self, gateway: Gateway) -> None:
+        # Called again after a config reload: everything read from the config is refreshed
+        # (models, providers, their secrets); keys, counters and the ledger carry on.
+        cfg = gateway.config
+        if cfg is not self.cfg:
+            self.cfg = cfg
+            self.vendor_of = {n: vendor_of_provider(n, p.type) for n, p in cfg.providers.items()}
+            self.redactor = Redactor(
+                self.lcfg.redact,
+                [cfg.server.master_key, *(p.api_key for p in cfg.providers.values()), *_header_values(cfg)],
+            )
+            self._allowed_cache.clear()
+            self._subjects_cache.clear()
         # The catalogue knows each deployment's resolved id and prices: prefer them to our reading
         # of the config.
         for name, route in gateway.catalog.routes.items():
             pin = pout = 0.0
             for d in route.deployments:
-                self.served_model[d.id] = name
+                if d.model_name == name:  # routes over candidates share the candidates' deployments
+                    self.served_model[d.id] = name
                 pin = max(pin, d.input_price, d.cached_input_price, d.cache_write_price)
                 pout = max(pout, d.output_price)
             self.route_price[name] = (pin, pout)
