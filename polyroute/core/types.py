@@ -255,6 +255,15 @@ class UsageEvent(Struct, tag="usage"):
     usage: Usage
 
 
+class Flush(Struct, tag="flush"):
+    """The upstream has nothing more buffered: a good moment to write to the client.
+
+    Providers that read in batches (HTTP) emit it after the events of one network read, so the
+    server writes one burst with one syscall instead of one per event. It carries no content;
+    renderers never see it.
+    """
+
+
 StreamEvent = (
     StreamStart
     | TextDelta
@@ -264,6 +273,7 @@ StreamEvent = (
     | LogprobsDelta
     | Finish
     | UsageEvent
+    | Flush
 )
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.preprocessing import normalize
 
 WORD_NGRAMS = (1, 2)
 CHAR_NGRAMS = (3, 5)
@@ -135,11 +134,17 @@ def _idf(counts: sp.csr_matrix, min_df: int) -> np.ndarray:
     return idf
 
 
-def _weigh(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
-    x = sp.csr_matrix(counts, dtype=np.float32, copy=True)
-    x.data = np.log1p(x.data) * idf[x.indices]
-    x.eliminate_zeros()
-    return sp.csr_matrix(normalize(x))
+def _weigh(counts: sp.csr_matrix, idf: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sublinear TF-IDF rows, L2-normalised and scaled, as raw CSR parts (data, indices, row lengths)."""
+    data = np.log1p(counts.data.astype(np.float32)) * idf[counts.indices]
+    keep = data != 0
+    rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))[keep]
+    data = data[keep]
+    indices = counts.indices[keep]
+    norms = np.sqrt(np.bincount(rows, weights=data.astype(np.float64) ** 2, minlength=counts.shape[0]))
+    norms[norms == 0] = 1.0
+    data = (data / norms[rows] * scale).astype(np.float32)
+    return data, indices, np.bincount(rows, minlength=counts.shape[0])
 
 
 @dataclass
@@ -164,11 +169,24 @@ class TextFeaturizer:
         return np.flatnonzero(np.concatenate([self.word_idf, self.char_idf]) > 0)
 
     def transform_counts(self, counts: HashedCounts) -> sp.csr_matrix:
-        w = _weigh(counts.word, self.word_idf)
-        c = _weigh(counts.char, self.char_idf)
-        if self.char_weight != 1.0:
-            c = c * self.char_weight
-        return sp.csr_matrix(sp.hstack([w, c], format="csr"))
+        """Word block in columns [0, 2^bits), char block in [2^bits, 2^(bits+1))."""
+        half = 2**self.bits
+        wd, wi, wn = _weigh(counts.word, self.word_idf, 1.0)
+        cd, ci, cn = _weigh(counts.char, self.char_idf, self.char_weight)
+        n = counts.word.shape[0]
+        # interleave the two blocks row by row (CSR rows must be contiguous)
+        w_start = np.concatenate([[0], np.cumsum(wn)])
+        c_start = np.concatenate([[0], np.cumsum(cn)])
+        indptr = np.concatenate([[0], np.cumsum(wn + cn)])
+        data = np.empty(indptr[-1], dtype=np.float32)
+        indices = np.empty(indptr[-1], dtype=np.int32)
+        for r in range(n):
+            a, b = indptr[r], indptr[r] + wn[r]
+            data[a:b] = wd[w_start[r] : w_start[r + 1]]
+            indices[a:b] = wi[w_start[r] : w_start[r + 1]]
+            data[b : indptr[r + 1]] = cd[c_start[r] : c_start[r + 1]]
+            indices[b : indptr[r + 1]] = ci[c_start[r] : c_start[r + 1]] + half
+        return sp.csr_matrix((data, indices, indptr), shape=(n, 2 * half))
 
     def transform(self, prompts: list[str]) -> sp.csr_matrix:
         return self.transform_counts(hash_counts(prompts, self.bits))

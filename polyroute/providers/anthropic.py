@@ -25,7 +25,7 @@ import orjson
 
 from polyroute.core import errors as e
 from polyroute.core import types as t
-from polyroute.providers.base import Capabilities, HTTPProvider, iter_sse
+from polyroute.providers.base import FLUSH, Capabilities, HTTPProvider, iter_sse
 
 if TYPE_CHECKING:
     from polyroute.config.schema import ProviderConfig
@@ -476,6 +476,9 @@ class Anthropic(HTTPProvider):
         tr = StreamTranslator(self.name, dep.upstream_model, json_tool, wrapped)
         try:
             async for event, data in iter_sse(resp):
+                if event is FLUSH:
+                    yield t.Flush()
+                    continue
                 try:
                     d = orjson.loads(data)
                 except orjson.JSONDecodeError:

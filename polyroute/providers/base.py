@@ -59,6 +59,8 @@ class Capabilities:
 class Provider:
     type: ClassVar[str]
     capabilities: ClassVar[Capabilities] = Capabilities()
+    # Whether its streams emit `types.Flush` after each network read (see there).
+    flushes: ClassVar[bool] = False
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name
@@ -120,6 +122,8 @@ def drop_unsupported(req: t.ChatRequest, bad: list[str]) -> t.ChatRequest:
 class HTTPProvider(Provider):
     """A provider that speaks HTTP through one pooled keep-alive client: polyroute.transport's
     HTTP/1.1 client, or aiohttp when the config asks for it or a proxy is involved."""
+
+    flushes = True  # its adapters read SSE through `iter_sse`, which marks each read
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         super().__init__(name, config)
@@ -259,25 +263,20 @@ def parse_retry_after(headers: Any) -> float | None:
         return None  # HTTP-date form: rare from AI vendors; fall back to our own backoff
 
 
+FLUSH = "polyroute.flush"
+
+
 async def iter_sse(resp: StreamResponse | aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, bytes]]:
-    """Server-sent events from a streaming response: yields (event name, data bytes) per event.
-    Parsing works on whole reads, not lines (polyroute/transport/sse.py)."""
+    """Server-sent events from a streaming response: yields (event name, data bytes) per event,
+    and `(FLUSH, b"")` after the events one network read completed (adapters turn it into
+    `types.Flush`). Parsing works on whole reads, not lines (polyroute/transport/sse.py)."""
     decoder = SSEDecoder()
     source = resp.content.iter_any() if isinstance(resp, aiohttp.ClientResponse) else resp
     async for chunk in source:
-        for event in decoder.feed(chunk):
-            yield event
-    for event in decoder.flush():
-        yield event
-
-
-async def iter_sse_batches(resp: StreamResponse) -> AsyncIterator[list[tuple[str | None, bytes]]]:
-    """Like `iter_sse`, but one list per read: every event that one read completed (never empty)."""
-    decoder = SSEDecoder()
-    async for chunk in resp:
         events = decoder.feed(chunk)
         if events:
-            yield events
-    events = decoder.flush()
-    if events:
-        yield events
+            for event in events:
+                yield event
+            yield FLUSH, b""
+    for event in decoder.flush():
+        yield event

@@ -28,7 +28,7 @@ import orjson
 from polyroute.core import errors as e
 from polyroute.core import types as t
 from polyroute.core.tokens import estimate_text
-from polyroute.providers.base import Capabilities, HTTPProvider, iter_sse
+from polyroute.providers.base import FLUSH, Capabilities, HTTPProvider, iter_sse
 from polyroute.providers.image_fetch import ImageFetcher, allow_private_from_env, parse_data_url
 from polyroute.providers.schema_sanitize import gemini_schema
 
@@ -456,7 +456,10 @@ class Gemini(HTTPProvider):
         resp = await self.open_stream(self.url(dep.upstream_model, "streamGenerateContent?alt=sse"), body, self.headers)
         tr = StreamTranslator(self.name, dep.upstream_model)
         try:
-            async for _event, data in iter_sse(resp):
+            async for event, data in iter_sse(resp):
+                if event is FLUSH:
+                    yield t.Flush()
+                    continue
                 try:
                     d = orjson.loads(data)
                 except orjson.JSONDecodeError:

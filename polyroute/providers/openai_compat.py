@@ -12,10 +12,12 @@ import orjson
 
 from polyroute.core import errors as e
 from polyroute.core import types as t
-from polyroute.providers.base import Capabilities, HTTPProvider, drop_unsupported, iter_sse
+from polyroute.providers.base import FLUSH, Capabilities, HTTPProvider, drop_unsupported, iter_sse
 
 if TYPE_CHECKING:
     from polyroute.core.deployment import Deployment
+
+FLUSH_EVENT = t.Flush()
 
 _FINISH: dict[str, t.FinishReason] = {
     "stop": "stop",
@@ -231,7 +233,10 @@ class OpenAICompatible(HTTPProvider):
         # upstream tool-call index -> whether its start was emitted, per choice
         seen_tools: set[tuple[int, int]] = set()
         try:
-            async for _event, data in iter_sse(resp):
+            async for event, data in iter_sse(resp):
+                if event is FLUSH:
+                    yield FLUSH_EVENT
+                    continue
                 if data == b"[DONE]":
                     done = True
                     break

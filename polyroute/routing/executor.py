@@ -340,7 +340,13 @@ async def open_stream(
         it = aiter(x.provider.stream(req, x.dep))
         try:
             first = await anext(it)
-            second = await anext(it) if isinstance(first, t.StreamStart) else None
+            while isinstance(first, t.Flush):
+                first = await anext(it)
+            second = None
+            if isinstance(first, t.StreamStart):
+                second = await anext(it)
+                while isinstance(second, t.Flush):
+                    second = await anext(it)
         except StopAsyncIteration:
             await close_quietly(it)
             raise e.UpstreamError(
@@ -365,6 +371,48 @@ async def open_stream(
     return first, rest, x.dep, attempt
 
 
+class _Watchdog:
+    """Stream timeouts at almost no cost per event.
+
+    A timeout context per chunk (asyncio.timeout) costs a timer-heap push and pop on every event,
+    about a third of the streaming path's CPU. Instead one timer is armed per idle period; an
+    event only stamps the time it started waiting. When the timer fires it cancels the task if
+    the upstream has been silent too long (while the task waited for it, not while the client
+    was being written to), else re-arms for the remainder.
+    """
+
+    __slots__ = ("end", "expired", "handle", "idle", "loop", "since", "task", "waiting")
+
+    def __init__(self, idle: float, end: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.idle = idle
+        self.end = end
+        self.since = self.loop.time()
+        self.waiting = False
+        self.expired: str | None = None  # "idle" or "total" once fired
+        self.handle: asyncio.TimerHandle | None = self.loop.call_at(min(self.since + idle, end), self._check)
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        if now >= self.end:
+            self.expired = "total"
+        elif self.waiting and now >= self.since + self.idle:
+            self.expired = "idle"
+        else:
+            due = (self.since if self.waiting else now) + self.idle
+            self.handle = self.loop.call_at(min(due, self.end), self._check)
+            return
+        self.handle = None
+        if self.task is not None:
+            self.task.cancel()
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+
 async def _guard(
     x: Target,
     lease: _Lease,
@@ -373,28 +421,31 @@ async def _guard(
     end: float,
     end_is_deadline: bool,
 ) -> AsyncIterator[t.StreamEvent]:
-    loop = asyncio.get_running_loop()
     idle = x.timeouts.idle
     usage: t.Usage | None = None
     finished = False
+    dog: _Watchdog | None = None
     try:
         if pending is not None:
             if isinstance(pending, t.UsageEvent):
                 usage = pending.usage
             yield pending
+        dog = _Watchdog(idle, end)
+        loop = dog.loop
         while True:
-            limit = loop.time() + idle
-            hard = end <= limit
-            if hard:
-                limit = end
+            dog.since = loop.time()
+            dog.waiting = True
             try:
-                async with asyncio.timeout_at(limit):
-                    ev = await anext(it)
+                ev = await anext(it)
             except StopAsyncIteration:
                 break
-            except TimeoutError:
+            except asyncio.CancelledError:
+                if dog.expired is None:
+                    raise
+                if dog.task is not None:
+                    dog.task.uncancel()
                 name = x.provider.name
-                if hard:
+                if dog.expired == "total":
                     err: e.GatewayError = e.UpstreamTimeout(
                         f"provider '{name}' stream went past the "
                         + ("request's deadline" if end_is_deadline else f"total timeout of {x.timeouts.total:g} s"),
@@ -405,6 +456,7 @@ async def _guard(
                     err = e.UpstreamTimeout(f"provider '{name}' sent no stream chunk for {idle:g} s", provider=name)
                     lease.failed(err, HEALTH)
                 raise err from None
+            dog.waiting = False
             if isinstance(ev, t.UsageEvent):
                 usage = ev.usage
             yield ev
@@ -413,6 +465,8 @@ async def _guard(
         lease.failed(exc, verdict(exc, False))
         raise
     finally:
+        if dog is not None:
+            dog.stop()
         if finished:
             lease.ok(usage)
         else:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from polyroute.core import errors as e
+from polyroute.core import types as t
 from polyroute.core.context import RequestContext
 from polyroute.core.gateway import Gateway
 from polyroute.inbound import openai_embeddings, options
@@ -165,13 +166,32 @@ class App:
     async def _sse(
         self, events: AsyncIterator[Any], renderer: StreamRenderer, ctx: RequestContext
     ) -> AsyncIterator[bytes]:
+        # Rendered events are held until the provider says its network read is used up (Flush),
+        # then written as one burst: one ASGI send and one syscall instead of one per event.
+        # Streams that never flush (the in-house model) are written event by event.
+        held: list[bytes] = []
+        flushes = bool(getattr(events, "flushes", False))
         try:
             async for ev in events:
-                yield renderer.render(ev)
-            yield renderer.done()
+                if isinstance(ev, t.Flush):
+                    if held:
+                        yield b"".join(held)
+                        held.clear()
+                    continue
+                chunk = renderer.render(ev)
+                if flushes:
+                    held.append(chunk)
+                else:
+                    yield chunk
+            held.append(renderer.done())
+            yield b"".join(held)
+            held.clear()
         except e.GatewayError as err:
-            yield renderer.error(err)
+            held.append(renderer.error(err))
+            yield b"".join(held)
         except Exception:
+            if held:
+                yield b"".join(held)
             log.exception("unexpected error while streaming request %s", ctx.request_id)
             yield renderer.error(e.GatewayError(f"internal error (request id {ctx.request_id})"))
         finally:

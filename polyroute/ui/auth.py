@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import os
@@ -46,10 +47,16 @@ def _unb64(text: str) -> bytes:
 def derive_secret(configured: str | None, master_key: str | None) -> tuple[bytes, bool]:
     """(signing key, whether every worker derives the same one)."""
     if configured:
-        return hashlib.pbkdf2_hmac("sha256", configured.encode(), b"polyroute-ui-secret-v1", 100_000), True
+        return _pbkdf2(configured, b"polyroute-ui-secret-v1"), True
     if master_key:
-        return hashlib.pbkdf2_hmac("sha256", master_key.encode(), b"polyroute-ui-master-v1", 100_000), True
+        return _pbkdf2(master_key, b"polyroute-ui-master-v1"), True
     return os.urandom(32), False
+
+
+@functools.lru_cache(maxsize=4)
+def _pbkdf2(secret: str, salt: bytes) -> bytes:
+    # 100k rounds is ~0.1 s: once per process (a config reload or a test's new app reuses it).
+    return hashlib.pbkdf2_hmac("sha256", secret.encode(), salt, 100_000)
 
 
 class Signer:

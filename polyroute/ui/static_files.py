@@ -8,6 +8,7 @@ hash goes into the Content-Security-Policy, so no other inline script can run.
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import hashlib
 import re
@@ -51,8 +52,9 @@ def _asset(name: str, data: bytes) -> Asset:
     return Asset(data, gz if gz is not None and len(gz) < len(data) else None, etag, ctype, hashes)
 
 
+@functools.cache
 def load_assets() -> dict[str, Asset]:
-    """{path relative to static/: asset}, e.g. "vendor/preact.js"."""
+    """{path relative to static/: asset}, e.g. "vendor/preact.js" (read once per process)."""
     root = resources.files("polyroute.ui").joinpath("static")
     out: dict[str, Asset] = {}
 

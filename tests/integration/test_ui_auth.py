@@ -188,3 +188,35 @@ def test_report_names_cannot_escape_the_folder(openai_emulator: EmulatorServer, 
 def test_vendored_libraries_match_their_manifest() -> None:
     out = subprocess.run([sys.executable, str(ROOT / "ui" / "vendor.py"), "--check"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_settings_from_the_environment_or_a_ui_section() -> None:
+    from types import SimpleNamespace
+
+    from polyroute.ui.settings import UISettings, resolve
+
+    env = {"POLYROUTE_UI_ADMIN_TEAMS": "ops, sre", "POLYROUTE_UI_SESSION_TTL": "600", "POLYROUTE_UI_ENABLED": "no",
+           "POLYROUTE_UI_REPORTS_DIR": "/srv/compare"}  # fmt: skip
+    s = resolve(SimpleNamespace(), env)
+    assert s.admin_teams == ["ops", "sre"] and s.session_ttl == 600.0 and not s.enabled
+    assert s.reports_dir == "/srv/compare" and s.preferences == "polyroute-preferences.jsonl"
+    assert resolve(SimpleNamespace(), {}) == UISettings()
+    # A `ui:` section of the config, once the schema has one, wins over the environment.
+    section = resolve(SimpleNamespace(ui={"reports_dir": "reports", "admin_teams": ["root"]}), env)
+    assert section.reports_dir == "reports" and section.admin_teams == ["root"] and section.enabled
+
+
+def test_without_governance_nobody_signs_in(openai_emulator: EmulatorServer) -> None:
+    from tests.helpers.gateway import run_gateway
+
+    cfg = f"""
+providers:
+  up: {{type: openai, base_url: '{openai_emulator.sdk_base_url}', api_key: k}}
+models:
+  m: {{deployments: [{{provider: up, model: gpt-4o}}]}}
+"""
+    with run_gateway(cfg) as g:  # the app factory's routes: the dashboard is installed, but closed
+        c = UIClient(g.base_url)
+        status, body = c.login("anything")
+        assert status == 403 and body["error"]["code"] == "not_configured"
+        assert c.request("GET", "/ui")[0] == 303 and c.get("overview")[0] == 401

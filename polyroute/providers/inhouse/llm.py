@@ -6,7 +6,8 @@ stop strings / grammars / seeds, counts tokens with the model's tokenizer, and c
 once per SSE chunk; returning True from the callback cancels the generation. The call blocks
 (without the GIL) until the answer is complete, so it runs in a worker thread. With
 `return_progress`, llama.cpp also calls back after each batch of prompt tokens, so a request
-can be cancelled while a long prompt is still being read.
+can be cancelled while a long prompt is still being read. The `Server` constructor, by contrast,
+holds the GIL for the whole load (see `provider.InHouse.start`).
 
 `xllamacpp.Server` also starts llama.cpp's HTTP server. It is bound to a Unix socket in a private
 temporary directory (no TCP port), guarded by a random API key, with the web UI and slot
@@ -38,9 +39,10 @@ PROMPT_BATCH = 256
 def _signals_preserved() -> Iterator[None]:
     """Restore SIGINT/SIGTERM dispositions after the block.
 
-    llama.cpp's server init installs its own SIGINT/SIGTERM handlers (sigaction) in some
-    versions; inside the gateway they would swallow the signals uvicorn shuts down on. The
-    `struct sigaction` is copied as opaque bytes, so no platform layout is assumed.
+    xllamacpp's server init (src/xllamacpp/server.cpp upstream) installs its own SIGINT/SIGTERM
+    handlers with sigaction; inside the gateway they would swallow the signals uvicorn shuts
+    down on. The installed wheel was checked not to, but the next one may. The `struct
+    sigaction` is copied as opaque bytes, so no platform layout is assumed.
     """
     if sys.platform == "win32":
         yield
