@@ -101,6 +101,12 @@ def check_references(cfg: Config, source: str) -> None:
                     f"unknown provider '{d.provider}' (declared: {known})",
                     "declare it under 'providers:' or correct the name",
                 )
+            if cfg.providers[d.provider].type == "inhouse":
+                from polyroute.providers.inhouse.models import model_problem
+
+                problem = model_problem(d.model, m.kind)
+                if problem:
+                    raise ConfigError(source, f"models.{model_name}.deployments[{i}].model", *problem)
             for price in ("input_price", "output_price", "cached_input_price", "cache_write_price"):
                 v = getattr(d, price)
                 if v is not None and v < 0:

@@ -53,6 +53,9 @@ class Catalog:
                     )
                 )
             self.routes[model_name] = Route(model_name, mc, deps)
+        for route in list(self.routes.values()):
+            for dep in route.deployments:
+                dep.provider.add_deployment(dep)
         # Routes over candidates share the candidates' Deployment objects, hence their health,
         # capacity and prices; `dep.model_name` says which candidate a deployment serves.
         for model_name, mc in config.models.items():

@@ -66,6 +66,10 @@ class Provider:
         self.name = name
         self.config = config
 
+    def add_deployment(self, dep: Deployment) -> None:
+        """Told of every deployment that uses this provider, once the catalogue is built (the
+        in-house provider loads only the models named, and rejects unknown ones)."""
+
     async def start(self) -> None:
         """Open pools, load models. Called once, inside the running event loop."""
 
