@@ -209,6 +209,8 @@ class Config(C):
     governance: GovernanceConfig | None = None
     # Operations: metrics, logs, traces, reload (docs/operations.md). Section defined at the end.
     ops: OpsConfig | None = None
+    # The dashboard at /ui (docs/dashboard.md). Section defined at the end.
+    ui: UIConfig | None = None
 
 
 # --- governance (docs/governance.md) ------------------------------------------------------------
@@ -297,3 +299,24 @@ class OpsConfig(C):
     reload_drain_timeout: PosFloat | None = None
     # Seconds each dependency check of /health/ready may take before it counts as failing.
     health_check_timeout: PosFloat = 2.0
+
+
+# --- dashboard (docs/dashboard.md) -------------------------------------------------------------
+
+
+class UIConfig(C):
+    """The dashboard at /ui (docs/dashboard.md)."""
+
+    # Serve /ui at all.
+    enabled: bool = True
+    # Folder whose sub-folders are `polyroute compare` outputs (each with a summary.json).
+    reports_dir: str = "."
+    # JSONL file the playground's votes are appended to (routing-record format).
+    preferences: str = "polyroute-preferences.jsonl"
+    # Seconds a login lasts.
+    session_ttl: float = 8 * 3600.0
+    # Virtual keys of these teams may log in as administrators (besides the master key).
+    admin_teams: list[str] = msgspec.field(default_factory=lambda: ["admin"])
+    # Secret that signs sessions and playground matches; default: derived from the master key (so
+    # every worker agrees), or random per process when there is no master key.
+    secret: str | None = None

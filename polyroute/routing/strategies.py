@@ -11,7 +11,7 @@ start-up. A new strategy is one subclass registered with `register_strategy`:
         async def prepare(self, view): view.ctx.extra_headers.append(...)   # optional
         def order(self, targets, view): return sorted(targets, key=...)
 
-`quality` (the learned router) is looked up in polyroute.learned_router.strategy when a route
+`quality` (the learned router) is looked up in polyroute.routing.quality when a route
 asks for it, so that module only has to define and register the class.
 """
 

@@ -9,23 +9,13 @@ from typing import Any
 
 import msgspec
 
+from polyroute.config.schema import UIConfig
+
 ENV_PREFIX = "POLYROUTE_UI_"
 
 
-class UISettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    # Serve /ui at all.
-    enabled: bool = True
-    # Folder whose sub-folders are `polyroute compare` outputs (each with a summary.json).
-    reports_dir: str = "."
-    # JSONL file the playground's votes are appended to (routing-record format).
-    preferences: str = "polyroute-preferences.jsonl"
-    # Seconds a login lasts.
-    session_ttl: float = 8 * 3600.0
-    # Virtual keys of these teams may log in as administrators (besides the master key).
-    admin_teams: list[str] = msgspec.field(default_factory=lambda: ["admin"])
-    # Secret that signs sessions and playground matches; default: derived from the master key (so
-    # every worker agrees), or random per process when there is no master key.
-    secret: str | None = None
+# The `ui:` section's schema lives with the rest of the config; this module resolves it.
+UISettings = UIConfig
 
 
 def from_env(env: Mapping[str, str]) -> UISettings:
