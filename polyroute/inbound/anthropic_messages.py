@@ -17,7 +17,6 @@ from polyroute.core import types as t
 from polyroute.core.errors import GatewayError, InvalidRequest, ModelNotFound
 from polyroute.core.tokens import estimate_prompt
 from polyroute.inbound import anthropic_wire as w
-from polyroute.inbound.openai_chat import options_from_wire
 from polyroute.inbound.validation import decode_body
 
 if TYPE_CHECKING:
@@ -72,7 +71,7 @@ def parse_request(body: bytes) -> t.ChatRequest:
         stream=bool(b.stream),
         # An Anthropic stream always ends with usage (message_delta), so always ask for it.
         include_usage=True,
-        options=options_from_wire(b.polyroute),
+        options=b.polyroute,
     )
 
 

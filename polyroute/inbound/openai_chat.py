@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import orjson
 
 from polyroute.core import types as t
@@ -52,15 +51,9 @@ def parse_request(body: bytes) -> t.ChatRequest:
         reasoning_effort=effort,  # type: ignore[arg-type]
         stream=stream,
         include_usage=bool(b.stream_options and b.stream_options.include_usage),
-        options=options_from_wire(b.polyroute),
+        options=b.polyroute,
         metadata=b.metadata,
     )
-
-
-def options_from_wire(p: w.PolyrouteOptions | None) -> t.RequestOptions | None:
-    if p is None:
-        return None
-    return msgspec.convert(msgspec.to_builtins(p), t.RequestOptions)
 
 
 def _check_ranges(b: w.ChatCompletionBody, max_tokens: int | None) -> None:

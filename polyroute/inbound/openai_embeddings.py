@@ -10,7 +10,6 @@ import numpy as np
 from polyroute.core import types as t
 from polyroute.core.errors import InvalidRequest
 from polyroute.inbound import openai_wire as w
-from polyroute.inbound.openai_chat import options_from_wire
 from polyroute.inbound.validation import decode_body
 
 MAX_INPUTS = 2048
@@ -34,7 +33,7 @@ def parse_request(body: bytes) -> tuple[t.EmbeddingRequest, str]:
     if b.dimensions is not None and b.dimensions < 1:
         raise InvalidRequest("'dimensions' must be at least 1", param="dimensions")
     req = t.EmbeddingRequest(
-        model=b.model, inputs=inputs, dimensions=b.dimensions, user=b.user, options=options_from_wire(b.polyroute)
+        model=b.model, inputs=inputs, dimensions=b.dimensions, user=b.user, options=b.polyroute
     )
     return req, b.encoding_format or "float"
 

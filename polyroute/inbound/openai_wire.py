@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from polyroute.core.types import RequestOptions
+
 
 class W(msgspec.Struct, kw_only=True, omit_defaults=True):
     pass
@@ -137,17 +139,8 @@ class StreamOptions(W):
     include_usage: bool | None = None
 
 
-class PolyrouteOptions(W):
-    timeout: float | None = None
-    retries: int | None = None
-    fallbacks: bool | None = None
-    models: list[str] | None = None
-    providers_allowed: list[str] | None = None
-    providers_excluded: list[str] | None = None
-    max_price_per_million: float | None = None
-    tags: list[str] | None = None
-    end_user: str | None = None
-    sticky_key: str | None = None
+# The `polyroute` body object is decoded straight into the canonical options.
+PolyrouteOptions = RequestOptions
 
 
 class ChatCompletionBody(W, forbid_unknown_fields=False):
