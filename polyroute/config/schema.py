@@ -272,8 +272,9 @@ class LoggingConfig(C):
     # "json" (one object per line) or "text"; unset: json unless stderr is a terminal.
     # `polyroute serve --log-format` wins over this.
     format: Literal["json", "text"] | None = None
-    # One line per HTTP request on the `polyroute.access` logger.
-    access_log: bool = True
+    # One line per HTTP request on the `polyroute.access` logger. Off by default: the ledger is the
+    # per-request record, and a log line costs 15-25 us of CPU per request (docs/performance.md).
+    access_log: bool = False
     # More strings never to print; provider keys, header values and the master key always are.
     redact: list[str] = msgspec.field(default_factory=list)
 

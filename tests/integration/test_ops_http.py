@@ -103,7 +103,7 @@ models:
 
 @pytest.fixture
 def gw(openai_emulator: EmulatorServer, tmp_path: Path) -> Iterator[RunningGateway]:
-    with run_gateway(config(openai_emulator, tmp_path, master=False)) as g:
+    with run_gateway(config(openai_emulator, tmp_path, master=False, extra="ops: {logging: {access_log: true}}")) as g:
         yield g
 
 

@@ -60,6 +60,7 @@ providers:
   up: {{type: openai, base_url: '{openai_emulator.sdk_base_url}', api_key: sk-upstream-0123456789}}
 models:
   m: {{deployments: [{{provider: up, model: gpt-4o-mini}}]}}
+ops: {{logging: {{access_log: true}}}}
 """
     with run_gateway(cfg) as g, tempfile.TemporaryDirectory(prefix="polyroute-ops-nginx-") as tmp:
         d = Path(tmp)

@@ -157,7 +157,7 @@ def test_sighup_reloads_in_place(openai_emulator: EmulatorServer, tmp_path: Path
 
 def test_sigterm_lets_an_open_stream_finish(openai_emulator: EmulatorServer, tmp_path: Path) -> None:
     words = [f"w{i}" for i in range(10)]
-    with serve(tmp_path, config(openai_emulator, tmp_path, KEY_ONE)) as s:
+    with serve(tmp_path, config(openai_emulator, tmp_path, KEY_ONE, "ops: {logging: {access_log: true}}")) as s:
         # 10 chunks 0.3 s apart upstream: the stream is open when SIGTERM arrives.
         openai_emulator.enqueue(Behaviour(text=" ".join(words), chunks=len(words), chunk_delay=0.3))
         c = openai.OpenAI(base_url=s.base_url + "/v1", api_key=MASTER, max_retries=0)
@@ -212,7 +212,7 @@ def test_workers_reload_together_and_share_metrics(openai_emulator: EmulatorServ
 
 
 def test_json_logs_never_show_an_upstream_key(openai_emulator: EmulatorServer, tmp_path: Path) -> None:
-    extra = "ops: {logging: {redact: ['project-nightingale']}}"
+    extra = "ops: {logging: {redact: ['project-nightingale'], access_log: true}}"
     with serve(tmp_path, config(openai_emulator, tmp_path, KEY_ONE, extra), log_level="debug") as s:
         ask(s)
         c = openai.OpenAI(base_url=s.base_url + "/v1", api_key=MASTER, max_retries=0)

@@ -21,7 +21,7 @@ def test_ops_section_defaults_and_typos() -> None:
     (policy,) = ops_policies(parse_config("providers: {}", "<test>"))
     assert isinstance(policy, OpsPolicy)
     assert policy.metrics is not None and policy.config.metrics.access == "loopback"
-    assert policy.config.logging.access_log and not policy.config.tracing.enabled
+    assert not policy.config.logging.access_log and not policy.config.tracing.enabled
     with pytest.raises(ConfigError) as info:
         parse_config("ops: {metrics: {acess: open}}", "<test>")
     assert info.value.field == "ops.metrics" and "acess" in info.value.problem
