@@ -19,6 +19,7 @@ So cost = uncached input x input price + cached x cached price + writes x write 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -159,6 +160,14 @@ class ChatRequest(Struct):
 
     def has_images(self) -> bool:
         return any(isinstance(p, ImagePart) for m in self.messages for p in m.content)
+
+    def thinking_tokens(self, budgets: Mapping[str, int | None]) -> int | None:
+        """The thinking budget: the explicit one, else the vendor's budget for reasoning_effort."""
+        if self.thinking_budget is not None:
+            return self.thinking_budget
+        if self.reasoning_effort is not None:
+            return budgets.get(self.reasoning_effort)
+        return None
 
     def prompt_text(self) -> str:
         """All user-visible prompt text, for token estimates and the learned router."""

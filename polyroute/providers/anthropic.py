@@ -171,14 +171,6 @@ def messages_to_anthropic(messages: list[t.Message]) -> tuple[list[dict[str, Any
     return system, out
 
 
-def thinking_budget(req: t.ChatRequest) -> int | None:
-    if req.thinking_budget is not None:
-        return req.thinking_budget
-    if req.reasoning_effort is not None:
-        return THINKING_BUDGETS.get(req.reasoning_effort)
-    return None
-
-
 def _json_tool_name(req: t.ChatRequest) -> str:
     taken = {tool.name for tool in req.tools or ()}
     name = JSON_TOOL
@@ -202,7 +194,7 @@ def build_body(req: t.ChatRequest, model: str) -> tuple[dict[str, Any], str | No
     system, messages = messages_to_anthropic(req.messages)
     max_tokens = req.max_tokens if req.max_tokens is not None else DEFAULT_MAX_TOKENS
     body: dict[str, Any] = {"model": model, "messages": messages}
-    budget = thinking_budget(req)
+    budget = req.thinking_tokens(THINKING_BUDGETS)
     if budget is not None:
         if budget >= max_tokens:
             max_tokens += budget

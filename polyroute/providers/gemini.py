@@ -222,14 +222,6 @@ def contents_to_gemini(
     return system, contents
 
 
-def thinking_budget(req: t.ChatRequest) -> int | None:
-    if req.thinking_budget is not None:
-        return req.thinking_budget
-    if req.reasoning_effort is not None:
-        return THINKING_BUDGETS.get(req.reasoning_effort)
-    return None
-
-
 def function_declaration(tool: t.Tool) -> dict[str, Any]:
     d: dict[str, Any] = {"name": tool.name}
     if tool.description:
@@ -284,7 +276,7 @@ def build_body(req: t.ChatRequest, images: dict[str, tuple[str, str]] | None = N
         gc["responseMimeType"] = "application/json"
         if rf.type == "json_schema" and rf.schema:
             gc["responseSchema"] = gemini_schema(rf.schema)
-    budget = thinking_budget(req)
+    budget = req.thinking_tokens(THINKING_BUDGETS)
     if budget is not None:
         gc["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": True}
     if gc:
