@@ -20,12 +20,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import aiohttp
 import orjson
 
 from polyroute.core import errors as e
 from polyroute.core import types as t
-from polyroute.providers.base import FLUSH, Capabilities, HTTPProvider, iter_sse
+from polyroute.providers.base import FLUSH, Capabilities, HTTPProvider
 
 if TYPE_CHECKING:
     from polyroute.config.schema import ProviderConfig
@@ -467,24 +466,16 @@ class Anthropic(HTTPProvider):
         resp = await self.open_stream(self.messages_url, body, self.headers)
         tr = StreamTranslator(self.name, dep.upstream_model, json_tool, wrapped)
         try:
-            async for event, data in iter_sse(resp):
+            async for event, d in self.sse_json(resp):
                 if event is FLUSH:
                     yield t.Flush()
                     continue
-                try:
-                    d = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise e.UpstreamError(
-                        f"provider '{self.name}' sent a malformed stream event: {data[:120]!r}", provider=self.name
-                    ) from None
                 if not isinstance(d, dict):
                     continue
                 for ev in tr.feed(event, d):
                     yield ev
                 if tr.finished:
                     break
-        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
-            raise self.connection_error(exc) from None
         finally:
             resp.release()
         if not tr.finished:

@@ -190,6 +190,29 @@ class HTTPProvider(Provider):
             raise self.map_error(resp.status, raw, resp.headers)
         return resp
 
+    async def sse_json(self, resp: Any, end: bytes | None = None) -> AsyncIterator[tuple[str | None, Any]]:
+        """Each server-sent event of a streaming response as (event name, decoded JSON), plus
+        `(FLUSH, None)` after each network read and `(END, None)` at a data line equal to `end`
+        (OpenAI's `[DONE]`). Malformed JSON and broken connections raise the mapped errors. The
+        caller releases `resp` (in a `finally`, so an abandoned stream frees it at once)."""
+        try:
+            async for event, data in iter_sse(resp):
+                if event is FLUSH:
+                    yield FLUSH, None
+                    continue
+                if data == end:
+                    yield END, None
+                    return
+                try:
+                    obj = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise e.UpstreamError(
+                        f"provider '{self.name}' sent a malformed stream event: {data[:120]!r}", provider=self.name
+                    ) from None
+                yield event, obj
+        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+            raise self.connection_error(exc) from None
+
     def connection_error(self, exc: BaseException) -> e.GatewayError:
         if isinstance(exc, TimeoutError):
             return e.UpstreamTimeout(f"provider '{self.name}' timed out ({exc})", provider=self.name)
@@ -268,6 +291,7 @@ def parse_retry_after(headers: Any) -> float | None:
 
 
 FLUSH = "polyroute.flush"
+END = "polyroute.end"
 
 
 async def iter_sse(resp: StreamResponse | aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, bytes]]:

@@ -22,13 +22,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import aiohttp
 import orjson
 
 from polyroute.core import errors as e
 from polyroute.core import types as t
 from polyroute.core.tokens import estimate_text
-from polyroute.providers.base import FLUSH, Capabilities, HTTPProvider, iter_sse
+from polyroute.providers.base import FLUSH, Capabilities, HTTPProvider
 from polyroute.providers.image_fetch import ImageFetcher, allow_private_from_env, parse_data_url
 from polyroute.providers.schema_sanitize import gemini_schema
 
@@ -448,21 +447,13 @@ class Gemini(HTTPProvider):
         resp = await self.open_stream(self.url(dep.upstream_model, "streamGenerateContent?alt=sse"), body, self.headers)
         tr = StreamTranslator(self.name, dep.upstream_model)
         try:
-            async for event, data in iter_sse(resp):
+            async for event, d in self.sse_json(resp):
                 if event is FLUSH:
                     yield t.Flush()
                     continue
-                try:
-                    d = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise e.UpstreamError(
-                        f"provider '{self.name}' sent a malformed stream chunk: {data[:120]!r}", provider=self.name
-                    ) from None
                 if isinstance(d, dict):
                     for ev in tr.feed(d):
                         yield ev
-        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
-            raise self.connection_error(exc) from None
         finally:
             resp.release()
         for ev in tr.end():

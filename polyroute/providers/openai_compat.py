@@ -7,12 +7,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import aiohttp
-import orjson
-
 from polyroute.core import errors as e
 from polyroute.core import types as t
-from polyroute.providers.base import FLUSH, Capabilities, HTTPProvider, drop_unsupported, iter_sse
+from polyroute.providers.base import END, FLUSH, Capabilities, HTTPProvider, drop_unsupported
 
 if TYPE_CHECKING:
     from polyroute.core.deployment import Deployment
@@ -232,59 +229,52 @@ class OpenAICompatible(HTTPProvider):
         done = False
         # upstream tool-call index -> whether its start was emitted, per choice
         seen_tools: set[tuple[int, int]] = set()
-        try:
-            async for event, data in iter_sse(resp):
-                if event is FLUSH:
-                    yield FLUSH_EVENT
-                    continue
-                if data == b"[DONE]":
-                    done = True
-                    break
-                try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise e.UpstreamError(
-                        f"provider '{self.name}' sent a malformed stream chunk: {data[:120]!r}", provider=self.name
-                    ) from None
-                if "error" in chunk and "choices" not in chunk:
-                    err = chunk["error"]
-                    msg = err.get("message") if isinstance(err, dict) else str(err)
-                    raise e.UpstreamError(f"provider '{self.name}' stream error: {msg}", provider=self.name)
-                if not started:
-                    started = True
-                    yield t.StreamStart(
-                        id=chunk.get("id") or "chatcmpl-polyroute",
-                        model=chunk.get("model") or dep.upstream_model,
-                        created=chunk.get("created") or int(time.time()),
-                    )
-                for c in chunk.get("choices") or ():
-                    ci = c.get("index", 0)
-                    delta = c.get("delta") or {}
-                    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-                    if reasoning:
-                        yield t.ThinkingDelta(text=reasoning, choice=ci)
-                    content = delta.get("content")
-                    if content:
-                        yield t.TextDelta(text=content, choice=ci)
-                    for tc in delta.get("tool_calls") or ():
-                        ti = tc.get("index", 0)
-                        fn = tc.get("function") or {}
-                        if (ci, ti) not in seen_tools:
-                            seen_tools.add((ci, ti))
-                            yield t.ToolCallStart(index=ti, id=tc.get("id") or f"call_{ti}", name=fn.get("name") or "", choice=ci)
-                        args = fn.get("arguments")
-                        if args:
-                            yield t.ToolCallDelta(index=ti, arguments=args, choice=ci)
-                    if c.get("logprobs"):
-                        yield t.LogprobsDelta(logprobs=c["logprobs"], choice=ci)
-                    fr = c.get("finish_reason")
-                    if fr:
-                        yield t.Finish(reason=_FINISH.get(fr, "stop"), choice=ci)
-                usage = usage_from_openai(chunk.get("usage"))
-                if usage is not None:
-                    yield t.UsageEvent(usage=usage)
-        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
-            raise self.connection_error(exc) from None
+        async for event, chunk in self.sse_json(resp, end=b"[DONE]"):
+            if event is FLUSH:
+                yield FLUSH_EVENT
+                continue
+            if event is END:
+                done = True
+                break
+            if not isinstance(chunk, dict):
+                continue
+            if "error" in chunk and "choices" not in chunk:
+                err = chunk["error"]
+                msg = err.get("message") if isinstance(err, dict) else str(err)
+                raise e.UpstreamError(f"provider '{self.name}' stream error: {msg}", provider=self.name)
+            if not started:
+                started = True
+                yield t.StreamStart(
+                    id=chunk.get("id") or "chatcmpl-polyroute",
+                    model=chunk.get("model") or dep.upstream_model,
+                    created=chunk.get("created") or int(time.time()),
+                )
+            for c in chunk.get("choices") or ():
+                ci = c.get("index", 0)
+                delta = c.get("delta") or {}
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                if reasoning:
+                    yield t.ThinkingDelta(text=reasoning, choice=ci)
+                content = delta.get("content")
+                if content:
+                    yield t.TextDelta(text=content, choice=ci)
+                for tc in delta.get("tool_calls") or ():
+                    ti = tc.get("index", 0)
+                    fn = tc.get("function") or {}
+                    if (ci, ti) not in seen_tools:
+                        seen_tools.add((ci, ti))
+                        yield t.ToolCallStart(index=ti, id=tc.get("id") or f"call_{ti}", name=fn.get("name") or "", choice=ci)
+                    args = fn.get("arguments")
+                    if args:
+                        yield t.ToolCallDelta(index=ti, arguments=args, choice=ci)
+                if c.get("logprobs"):
+                    yield t.LogprobsDelta(logprobs=c["logprobs"], choice=ci)
+                fr = c.get("finish_reason")
+                if fr:
+                    yield t.Finish(reason=_FINISH.get(fr, "stop"), choice=ci)
+            usage = usage_from_openai(chunk.get("usage"))
+            if usage is not None:
+                yield t.UsageEvent(usage=usage)
         if not done:
             raise e.UpstreamError(f"provider '{self.name}' closed the stream before it finished", provider=self.name)
 
