@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from polyroute.core import errors as e
 from polyroute.core import types as t
-from polyroute.providers.base import END, FLUSH, Capabilities, HTTPProvider, drop_unsupported
+from polyroute.providers.base import END, FLUSH, Capabilities, HTTPProvider
 
 if TYPE_CHECKING:
     from polyroute.core.deployment import Deployment
@@ -111,10 +111,6 @@ class OpenAICompatible(HTTPProvider):
     # --- request ---------------------------------------------------------------------------
 
     def build_body(self, req: t.ChatRequest, dep: Deployment) -> dict[str, Any]:
-        if self.config.drop_unsupported_params:
-            bad = self.unsupported(req)
-            if bad:
-                req = drop_unsupported(req, bad)
         body: dict[str, Any] = {"model": dep.upstream_model, "messages": messages_to_openai(req.messages)}
         if req.tools:
             body["tools"] = [self.tool_to_wire(tool) for tool in req.tools]

@@ -29,6 +29,7 @@ from polyroute.core import errors as e
 from polyroute.core import types as t
 from polyroute.core.context import Attempt, RequestContext
 from polyroute.core.deployment import Deployment
+from polyroute.providers.base import drop_unsupported
 from polyroute.routing.planner import Plan, Router
 from polyroute.routing.targets import Target
 
@@ -302,11 +303,22 @@ def _served(w: _Walk, x: Target, ctx: RequestContext) -> None:
 # --- public entry points -------------------------------------------------------------------
 
 
+def for_target(req: t.ChatRequest, x: Target) -> t.ChatRequest:
+    """The request as this deployment receives it: the planner let a deployment through despite
+    features its provider lacks only when its config says to drop them, so they are dropped here,
+    once, for every provider type."""
+    if x.drop_unsupported:
+        bad = x.provider.unsupported(req)
+        if bad:
+            return drop_unsupported(req, bad)
+    return req
+
+
 async def run_chat(router: Router, req: t.ChatRequest, ctx: RequestContext) -> tuple[t.ChatResponse, Deployment, Attempt]:
     plan = await router.plan(req, ctx)
 
     def call(x: Target) -> Awaitable[t.ChatResponse]:
-        return x.provider.chat(req, x.dep)
+        return x.provider.chat(for_target(req, x), x.dep)
 
     resp, x, attempt, lease = await _walk(router, plan, ctx, call, first_token=False)
     lease.ok(resp.usage)
@@ -337,7 +349,7 @@ async def open_stream(
     plan = await router.plan(req, ctx)
 
     async def call(x: Target) -> _Opened:
-        it = aiter(x.provider.stream(req, x.dep))
+        it = aiter(x.provider.stream(for_target(req, x), x.dep))
         try:
             first = await anext(it)
             while isinstance(first, t.Flush):
