@@ -27,10 +27,14 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 
 class ServiceUnavailable(RuntimeError):
@@ -220,10 +224,10 @@ def _unavailable(exc: ServiceUnavailable) -> None:
     pytest.skip(str(exc))
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
+def _session_service(start: Callable[[], AbstractContextManager[T]]) -> Iterator[T]:
+    """Start a service for the session; skip (fail under CI) when its binaries are missing."""
     try:
-        cm = postgres_server()
+        cm = start()
         server = cm.__enter__()
     except ServiceUnavailable as exc:
         _unavailable(exc)
@@ -232,6 +236,11 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         cm.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    yield from _session_service(postgres_server)
 
 
 @pytest.fixture
@@ -241,16 +250,7 @@ def postgres_dsn(postgres: PostgresServer) -> str:
 
 @pytest.fixture(scope="session")
 def redis() -> Iterator[RedisServer]:
-    try:
-        cm = redis_server()
-        server = cm.__enter__()
-    except ServiceUnavailable as exc:
-        _unavailable(exc)
-        raise
-    try:
-        yield server
-    finally:
-        cm.__exit__(None, None, None)
+    yield from _session_service(redis_server)
 
 
 @pytest.fixture
