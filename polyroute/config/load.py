@@ -69,7 +69,7 @@ def parse_config(text: str, source: str, env: Mapping[str, str] | None = None) -
 
 
 def check_references(cfg: Config, source: str) -> None:
-    from polyroute.providers.registry import requirements_problem
+    from polyroute.providers.registry import provider_class, requirements_problem
 
     for name, p in cfg.providers.items():
         problem = requirements_problem(p)
@@ -101,7 +101,15 @@ def check_references(cfg: Config, source: str) -> None:
                     f"unknown provider '{d.provider}' (declared: {known})",
                     "declare it under 'providers:' or correct the name",
                 )
-            if cfg.providers[d.provider].type == "inhouse":
+            ptype = cfg.providers[d.provider].type
+            if m.kind == "embedding" and not provider_class(ptype).capabilities.embeddings:
+                raise ConfigError(
+                    source,
+                    f"models.{model_name}.deployments[{i}].provider",
+                    f"provider '{d.provider}' (type {ptype}) serves no embeddings",
+                    "use a provider type with an embeddings API, or make this a chat model",
+                )
+            if ptype == "inhouse":
                 from polyroute.providers.inhouse.models import model_problem
 
                 problem = model_problem(d.model, m.kind)

@@ -34,12 +34,11 @@ if TYPE_CHECKING:
 class Capabilities:
     """What a provider type can do; routing checks a request against it before choosing."""
 
-    __slots__ = ("chat", "embeddings", "images", "json_schema", "logprobs", "n", "tools")
+    __slots__ = ("embeddings", "images", "json_schema", "logprobs", "n", "tools")
 
     def __init__(
         self,
         *,
-        chat: bool = True,
         embeddings: bool = False,
         tools: bool = True,
         json_schema: bool = True,
@@ -47,7 +46,6 @@ class Capabilities:
         logprobs: bool = False,
         n: bool = False,
     ) -> None:
-        self.chat = chat
         self.embeddings = embeddings
         self.tools = tools
         self.json_schema = json_schema

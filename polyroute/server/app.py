@@ -141,7 +141,7 @@ class App:
                     events = await self.gateway.open_chat_stream(req, ctx)
                 renderer = api.stream_renderer(req)
                 await send_stream(
-                    receive, send, SSE_HEADERS + ctx.served_headers(), self._sse(events, renderer, ctx), lambda: None
+                    receive, send, SSE_HEADERS + ctx.served_headers(), self._sse(events, renderer, ctx)
                 )
             else:
                 with guard:

@@ -84,7 +84,7 @@ async def send_json(send: Send, status: int, obj: Any, headers: Headers | None =
 
 
 async def send_stream(
-    receive: Receive, send: Send, headers: Headers, chunks: AsyncIterator[bytes], on_disconnect: Callable[[], None]
+    receive: Receive, send: Send, headers: Headers, chunks: AsyncIterator[bytes]
 ) -> None:
     """Stream chunks, racing them against the client's disconnect.
 
@@ -102,7 +102,6 @@ async def send_stream(
             msg = await receive()
             if msg["type"] == "http.disconnect":
                 disconnected = True
-                on_disconnect()
                 task.cancel()
                 return
 

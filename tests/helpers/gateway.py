@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
@@ -75,5 +74,3 @@ def run_gateway(
         thread.join(timeout=30)
 
 
-def run_coro(coro: Any) -> Any:
-    return asyncio.run(coro)

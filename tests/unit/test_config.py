@@ -47,3 +47,15 @@ def test_default_catalogue_adds_vendors_with_keys() -> None:
     assert set(cfg.providers) == {"inhouse", "anthropic", "gemini"}
     assert cfg.providers["anthropic"].base_url == "http://h"
     assert "claude-sonnet-4-5" in cfg.models and "gemini-2.5-flash" in cfg.models
+
+
+def test_embedding_model_on_a_provider_without_embeddings() -> None:
+    text = """
+providers:
+  a: {type: anthropic, api_key: k}
+models:
+  emb: {kind: embedding, deployments: [{provider: a, model: claude-haiku-4-5}]}
+"""
+    with pytest.raises(ConfigError) as ei:
+        parse_config(text, "p.yaml", env={})
+    assert ei.value.field == "models.emb.deployments[0].provider" and "serves no embeddings" in ei.value.problem
