@@ -172,8 +172,10 @@ def check_features(cfg: Config, source: str) -> None:
     """Checks owned by features that live outside the config package (imported late: they
     import this module for ConfigError)."""
     from polyroute.evaluation.shadow import check_shadow
+    from polyroute.routing.redis_state import check as check_routing_state
 
     check_shadow(cfg, source)
+    check_routing_state(cfg, source)
 
 
 def load_config(path: str | Path) -> tuple[Config, str]:

@@ -211,6 +211,8 @@ class Config(C):
     ops: OpsConfig | None = None
     # The dashboard at /ui (docs/dashboard.md). Section defined at the end.
     ui: UIConfig | None = None
+    # Breakers and latency averages shared by several instances (docs/routing.md#several-instances).
+    routing_state: RoutingStateConfig | None = None
 
 
 # --- governance (docs/governance.md) ------------------------------------------------------------
@@ -250,6 +252,13 @@ class GovernanceConfig(C):
     # Where limit and budget counters live: this process ("memory") or a shared Redis ("redis").
     counters: Literal["memory", "redis"] = "memory"
     redis_url: str | None = None
+    # While that Redis is unreachable (docs/governance.md#when-redis-is-unreachable): "local" keeps
+    # the same limits and budgets on per-process memory counters, "open" enforces none, "closed"
+    # refuses requests of limited keys with a retryable 503. Requests never wait on a dead Redis.
+    redis_unavailable: Literal["local", "open", "closed"] = "local"
+    # Seconds one Redis call may take before Redis counts as unreachable (connecting included);
+    # only requests in flight when Redis stops answering wait this long, later ones do not wait.
+    redis_timeout: PosFloat = 0.5
     # Require a virtual key on every request even while no master key and no key exist.
     require_keys: bool = False
 
@@ -300,6 +309,24 @@ class OpsConfig(C):
     reload_drain_timeout: PosFloat | None = None
     # Seconds each dependency check of /health/ready may take before it counts as failing.
     health_check_timeout: PosFloat = 2.0
+
+
+# --- shared routing state (docs/routing.md#several-instances) -----------------------------------
+
+
+class RoutingStateConfig(C):
+    """Where breakers and latency averages live: this process, or shared through Redis."""
+
+    # "memory": each instance on its own; "redis": open breakers and latency averages are shared.
+    backend: Literal["memory", "redis"] = "memory"
+    # redis://[:password@]host:6379/0 (rediss:// for TLS; ${ENV} allowed). Unset: governance.redis_url.
+    redis_url: str | None = None
+    # Seconds between two exchanges with Redis (a breaker that opens is published at once).
+    sync_interval: PosFloat = 0.25
+    # Another instance's latency averages count until this many seconds without an update.
+    stale_after: PosFloat = 30.0
+    # Prefix of the Redis keys: separate fleets sharing one Redis need different prefixes.
+    key_prefix: str = "polyroute:"
 
 
 # --- dashboard (docs/dashboard.md) -------------------------------------------------------------

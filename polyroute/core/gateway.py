@@ -20,6 +20,7 @@ from polyroute.core.policy import Policy
 from polyroute.core.tokens import estimate_prompt, estimate_text
 from polyroute.routing import executor
 from polyroute.routing.planner import Router
+from polyroute.routing.redis_state import shared_state
 
 log = logging.getLogger("polyroute")
 
@@ -29,14 +30,18 @@ class Gateway:
         self.config = config
         self.config_hash = config_hash
         self.catalog = Catalog(config)
+        # Breakers and latency shared with the other instances through Redis, when configured.
+        self.shared_state = shared_state(config)
         # Deployment choice, failover, breakers and limits (polyroute/routing, docs/routing.md).
-        self.router = Router(self.catalog)
+        self.router = Router(self.catalog, state=self.shared_state)
         self.policies = list(policies)
         for p in self.policies:
             p.attach(self)
 
     async def start(self) -> None:
         await self.catalog.start()
+        if self.shared_state is not None:
+            await self.shared_state.start()
         await self.router.start()
         for p in self.policies:
             await p.start()
@@ -49,6 +54,8 @@ class Gateway:
             except Exception:
                 log.exception("closing policy %s failed", type(p).__name__)
         await self.router.close()
+        if self.shared_state is not None:
+            await self.shared_state.close()
         await self.catalog.close()
 
     async def _before(self, ctx: RequestContext, req: t.ChatRequest | t.EmbeddingRequest) -> None:

@@ -4,7 +4,9 @@ The whole key and team tables are reloaded every `ttl` seconds in the background
 admin-API changes in this process update the cache at once. A key not in the cache is looked up
 by its hash (at most MISS_QUERIES_PER_SECOND look-ups per second for all callers together), so a
 key just created with the CLI works on its first request, and a flood of invalid keys costs the
-database at most that many indexed queries per second.
+database at most that many indexed queries per second. Concurrent requests with the same unknown
+key share one look-up: a burst with a key made on another instance or with the CLI must not use up
+that allowance and get 401 for a valid key.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class KeyCache:
         self._task: asyncio.Task[None] | None = None
         self._miss_window = 0.0
         self._misses = 0
+        # key hash -> the database look-up in progress for it
+        self._fetching: dict[str, asyncio.Future[Key | None]] = {}
 
     @property
     def any_keys(self) -> bool:
@@ -76,8 +80,14 @@ class KeyCache:
     async def lookup(self, secret: str, hashed: str | None = None) -> Key | None:
         h = hashed or hash_key(secret)
         key = self.by_hash.get(h)
-        if key is None and self._may_query():
-            key = await self._fetch(h)
+        if key is None:
+            pending = self._fetching.get(h)
+            if pending is None and self._may_query():
+                pending = self._fetching[h] = asyncio.ensure_future(self._fetch(h))
+                pending.add_done_callback(lambda _: self._fetching.pop(h, None))
+            if pending is not None:
+                # Shielded: one caller leaving (client disconnect) must not cancel the others' look-up.
+                key = await asyncio.shield(pending)
         if key is None or not same_hash(key.key_hash, h):
             return None
         return key

@@ -53,6 +53,11 @@ class Reservation:
     expires: float  # monotonic; an unsettled reservation is released after this
     alerts: list[str] = field(default_factory=list)
     settled: bool = False
+    # Which counters hold it ("memory", "redis", or "open": nothing held, Redis was unreachable):
+    # a reservation is settled where it was taken (counters_failover.py).
+    backend: str = "memory"
+    # Redis only: the id of its marker, which makes its settlement happen at most once.
+    token: str = ""
 
 
 _last_day: list[tuple[int, tuple[str, str]]] = [(-1, ("", ""))]
@@ -217,6 +222,16 @@ class MemoryCounters:
     async def seed(self, spent: dict[tuple[str, str], float]) -> None:
         for (sid, period), usd in spent.items():
             self._state(sid).budget.setdefault(period, [0.0, 0.0])[0] += usd
+
+    def add_spent(self, subjects: Sequence[Subject], day: str, month: str, usd: float) -> None:
+        """Spend settled elsewhere (on Redis), so this process's view of budgets stays current for
+        when Redis is unreachable and these counters stand in (counters_failover.py)."""
+        if not usd:
+            return
+        for s in subjects:
+            st = self._state(s.id)
+            for period in (day, month):
+                st.budget.setdefault(period, [0.0, 0.0])[0] += usd
 
     async def status(self, subject_id: str, wall: float) -> dict[str, float]:
         day, month = periods(wall)

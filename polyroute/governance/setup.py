@@ -47,10 +47,12 @@ def check(cfg: Config, source: str = "config") -> None:
 def counters_for(cfg: Config) -> Counters | None:
     g = cfg.governance
     if g is not None and g.counters == "redis":
+        from polyroute.governance.counters_failover import FailoverCounters
         from polyroute.governance.redis_counters import RedisCounters
 
         assert g.redis_url is not None
-        return RedisCounters(g.redis_url)
+        # Never Redis alone: an unreachable Redis must not fail or hold requests (docs/governance.md).
+        return FailoverCounters(RedisCounters(g.redis_url, timeout=g.redis_timeout), g.redis_unavailable)
     return None
 
 

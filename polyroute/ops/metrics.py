@@ -174,6 +174,10 @@ class Metrics:
             "polyroute_health_check_up", "Dependency checks of /health/ready: 1 passing, 0 failing (worst worker).",
             ("check",), registry=r, multiprocess_mode="livemin",
         )
+        self.counters_transitions = Counter(
+            "polyroute_counters_transitions", "Limit/budget counters switching away from Redis (to the fallback "
+            "mode: local, open, closed) or back to it (redis).", ("to",), registry=r,
+        )  # fmt: skip
         self.log_dropped = Gauge(
             "polyroute_log_records_dropped", "Log records dropped because the log queue was full.",
             registry=r, multiprocess_mode="livesum",

@@ -21,8 +21,39 @@ if TYPE_CHECKING:
 def install(policy: OpsPolicy, gateway: Gateway) -> None:
     reg = policy.registry
     for p in gateway.policies:
+        _counters(reg, getattr(p, "counters", None), policy.metrics)
         _governance(reg, p)
     _inhouse(reg, gateway)
+    shared = getattr(gateway, "shared_state", None)  # polyroute/routing/redis_state.py
+    if shared is not None and callable(getattr(shared, "health", None)):
+
+        async def routing_state() -> HealthResult:
+            return HealthResult(*shared.health())
+
+        reg.add_health("routing_state", routing_state)
+
+
+def _counters(reg: Registry, counters: Any, metrics: Any) -> None:
+    """Counters with a fallback (governance/counters_failover.py) say themselves whether Redis is
+    in use: their check wins over the plain PING below, and the fallback is a gauge and a count."""
+    check = getattr(counters, "check", None)
+    if not callable(check) or not callable(getattr(counters, "fallback_gauge", None)):
+        return
+
+    async def redis_counters() -> HealthResult:
+        return HealthResult(*await check())
+
+    reg.add_health("redis", redis_counters)
+    reg.add_gauge(
+        "polyroute_counters_fallback", counters.fallback_gauge, labels=("mode",), mode="livemax",
+        help="1 while limits and budgets run on the fallback (governance.redis_unavailable) because Redis is "
+        "unreachable (any worker).",
+    )  # fmt: skip
+    if metrics is not None:
+        c = metrics.counters_transitions
+        for to, n in counters.transitions.items():
+            c.labels(to).inc(n)  # also those before the ops policy started (Redis down at start-up)
+        counters.listeners.append(lambda to: c.labels(to).inc())
 
 
 def _governance(reg: Registry, gov: Any) -> None:

@@ -37,7 +37,7 @@ log = logging.getLogger("polyroute.ops.reload")
 
 CONFIG_ENV = "POLYROUTE_CONFIG"  # same as polyroute.server.factory.CONFIG_ENV
 SUPERVISOR_ENV = "POLYROUTE_SUPERVISOR_PID"
-RESTART_SECTIONS = ("server", "database", "ledger", "governance", "ops", "ui")
+RESTART_SECTIONS = ("server", "database", "ledger", "governance", "ops", "ui", "routing_state")
 
 
 class ReloadError(Exception):

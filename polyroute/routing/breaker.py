@@ -29,6 +29,7 @@ class CircuitBreaker:
         "_state",
         "_window",
         "opened",
+        "reason",
     )
 
     def __init__(self, config: BreakerConfig) -> None:
@@ -43,8 +44,10 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._cooldown = config.cooldown
         self._probe = False
-        # How many times it opened: for tests, metrics and logs.
+        # How many times it opened on its own outcomes, and why it last opened: for tests,
+        # metrics, logs and the shared state (polyroute/routing/redis_state.py).
         self.opened = 0
+        self.reason = ""
 
     def state(self, now: float) -> str:
         if self._state == OPEN and now >= self._opened_at + self._cooldown:
@@ -90,13 +93,13 @@ class CircuitBreaker:
             self._consecutive += 1
             self._window.add(now, 1, 1)
             if self._max_consecutive and self._consecutive >= self._max_consecutive:
-                self._open(now, self._base_cooldown)
+                self._open(now, self._base_cooldown, "consecutive_failures")
                 return
             total, failed = self._window.sums(now)
             if total >= self._min_requests and failed >= self._ratio * total:
-                self._open(now, self._base_cooldown)
+                self._open(now, self._base_cooldown, "failure_ratio")
         elif s == HALF_OPEN:
-            self._open(now, min(self._max_cooldown, self._cooldown * 2))
+            self._open(now, min(self._max_cooldown, self._cooldown * 2), "probe_failed")
 
     def abandon(self) -> None:
         if self._state == HALF_OPEN:
@@ -111,13 +114,40 @@ class CircuitBreaker:
             return min(1.0, self._base_cooldown)
         return 0.0
 
-    def _open(self, now: float, cooldown: float) -> None:
+    def _open(self, now: float, cooldown: float, reason: str) -> None:
         self._state = OPEN
         self._opened_at = now
         self._cooldown = cooldown
         self._probe = False
         self._consecutive = 0
         self.opened += 1
+        self.reason = reason
+
+    # --- driven by another instance's breaker (shared state) ---------------------------------
+
+    @property
+    def cooldown(self) -> float:
+        """The current (last) cooldown: doubles after each failed probe."""
+        return self._cooldown
+
+    def force_open(self, now: float, remaining: float, cooldown: float, reason: str) -> None:
+        """Open for `remaining` more seconds, as if opened earlier with `cooldown`, so a failed
+        probe here doubles the same cooldown the fleet uses. Not counted in `opened`."""
+        cooldown = min(self._max_cooldown, max(cooldown, remaining, 0.0))
+        self._state = OPEN
+        self._opened_at = now + max(remaining, 0.0) - cooldown
+        self._cooldown = cooldown
+        self._probe = False
+        self._consecutive = 0
+        self.reason = reason
+
+    def force_close(self) -> None:
+        """A probe succeeded elsewhere: closed, with a fresh window and the base cooldown."""
+        self._state = CLOSED
+        self._probe = False
+        self._consecutive = 0
+        self._cooldown = self._base_cooldown
+        self._window.clear()
 
 
 class NoBreaker:

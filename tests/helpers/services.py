@@ -5,9 +5,12 @@
         pg.stop(); pg.start()              # an outage, for tests of what survives one
     with redis_server() as rs:
         url = rs.url                       # redis://127.0.0.1:PORT/0
+        rs.stop(kill=True); rs.start()     # a Redis crash; persistent=True keeps its data
+        rs.stop(); rs.start()              # an outage (no persistence: the data is gone after it)
 
 As pytest fixtures (import them into a test module, or a conftest):
     from tests.helpers.services import postgres, postgres_dsn, redis_url  # noqa: F401
+    from tests.helpers.services import own_redis  # a Redis of its own, to stop and restart
 
 `postgres` and `redis` are one server per test session; `postgres_dsn` is a new database per test.
 Debian/Ubuntu packages: postgresql (server binaries in /usr/lib/postgresql/<version>/bin) and
@@ -172,46 +175,69 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 class RedisServer:
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, root: Path) -> None:
-        self.proc = proc
+    """One redis-server on a fixed loopback port; `stop()` and `start()` make an outage (same port).
+
+    `persistent`: an append-only file fsynced on every write, so what Redis acknowledged survives
+    `stop(kill=True)` (SIGKILL) and is there again after `start()`; otherwise a restart is empty."""
+
+    def __init__(self, exe: str, port: int, root: Path, *, persistent: bool = False) -> None:
+        self.exe = exe
         self.port = port
         self.root = root
+        self.persistent = persistent
         self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def ping(self) -> bool:
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
             s.sendall(b"PING\r\n")
             return s.recv(64).startswith(b"+PONG")
 
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer]:
-    exe = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
-    if exe is None:
-        raise ServiceUnavailable("redis-server not found (Debian: apt-get install redis-server)")
-    root = Path(tempfile.mkdtemp(prefix="polyroute-redis-"))
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(root),
-         "--daemonize", "no", "--protected-mode", "yes"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        _wait_port(port, time.monotonic() + 30, proc)
-        server = RedisServer(proc, port, root)
+    def start(self) -> None:
+        persist = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
+        self.proc = subprocess.Popen(
+            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persist, "--dir",
+             str(self.root), "--daemonize", "no", "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        _wait_port(self.port, time.monotonic() + 30, self.proc)
         deadline = time.monotonic() + 30
-        while not server.ping():
+        while True:
+            with contextlib.suppress(OSError):
+                if self.ping():
+                    return
             if time.monotonic() > deadline:
                 raise ServiceUnavailable("redis-server does not answer PING")
             time.sleep(0.05)
-        yield server
-    finally:
-        proc.terminate()
+
+    def stop(self, kill: bool = False) -> None:
+        """SIGTERM (or SIGKILL: a crash); returns once the process is gone and the port is free."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def redis_server(*, persistent: bool = False) -> Iterator[RedisServer]:
+    exe = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+    if exe is None:
+        raise ServiceUnavailable("redis-server not found (Debian: apt-get install redis-server)")
+    root = Path(tempfile.mkdtemp(prefix="polyroute-redis-"))
+    server = RedisServer(exe, free_port(), root, persistent=persistent)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -256,3 +282,9 @@ def redis() -> Iterator[RedisServer]:
 @pytest.fixture
 def redis_url(redis: RedisServer) -> str:
     return redis.url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis for this test alone (persistent), for tests that stop and restart it."""
+    yield from _session_service(lambda: redis_server(persistent=True))
