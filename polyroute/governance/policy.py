@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from polyroute.governance.limits import Counters, MemoryCounters, Reservation, S
 from polyroute.governance.redact import Redactor
 from polyroute.governance.rows import AttemptRow, LedgerRow
 from polyroute.governance.store import Store, utc_day
+from polyroute.ops.reload import SUPERVISOR_ENV
 from polyroute.pricing.table import deployment_price
 
 if TYPE_CHECKING:
@@ -141,6 +143,15 @@ class Governance(Policy):
         if self.lcfg.retention_days is not None:
             self._spawn(self._retention_loop(self.lcfg.retention_days))
         self.started = True
+        if isinstance(self.counters, MemoryCounters):
+            # Never silent: with several workers or instances each one would enforce the whole
+            # limit on its own share of the traffic (docs/deployment.md).
+            several = bool(os.environ.get(SUPERVISOR_ENV))
+            (log.warning if several else log.info)(
+                "governance: rate limits and budgets are counted in this process only (governance.counters: "
+                "memory)%s; set governance.counters: redis and redis_url to share them",
+                ": with several workers each one enforces every limit on its own" if several else "",
+            )
         if not self.auth_required:
             log.warning(
                 "governance: no master key and no virtual keys: the gateway is open to anyone who can reach it"

@@ -47,6 +47,8 @@ def run_server(
 ) -> int:
     import uvicorn
 
+    from polyroute.server.protocol import CoalescingHttpToolsProtocol
+
     if workers > 1:
         prepare_multiprocess_metrics()
     kwargs = dict(
@@ -55,7 +57,7 @@ def run_server(
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         lifespan="on",
         access_log=False,
         log_level=log_level,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -65,6 +66,8 @@ class App:
         self.gateway = gateway
         self.max_body = max_body_bytes or gateway.config.server.max_body_bytes
         self.openai = OpenAIChatAPI()
+        # gc.freeze() once started: set by the `polyroute serve` factory, where the app owns the process.
+        self.freeze_gc = False
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self.openai_chat,
             ("POST", "/v1/embeddings"): self.embeddings,
@@ -113,6 +116,12 @@ class App:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 self.started = True
+                # Everything built at start-up (config, catalogue, models, pools) lives as long
+                # as the process: moved out of the collector's reach, the full collections that
+                # request garbage triggers no longer walk it (docs/performance.md). Off for apps embedded in a larger process (tests).
+                if self.freeze_gc:
+                    gc.collect()
+                    gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 await self.gateway.close()
@@ -168,9 +177,12 @@ class App:
     ) -> AsyncIterator[bytes]:
         # Rendered events are held until the provider says its network read is used up (Flush),
         # then written as one burst: one ASGI send and one syscall instead of one per event.
-        # Streams that never flush (the in-house model) are written event by event.
+        # Streams that never flush (the in-house model) are written event by event. The first
+        # event that renders to bytes goes out at once: time to first byte must not include
+        # rendering the rest of a read that brought many events.
         held: list[bytes] = []
         flushes = bool(getattr(events, "flushes", False))
+        first = True
         try:
             async for ev in events:
                 if isinstance(ev, t.Flush):
@@ -179,9 +191,10 @@ class App:
                         held.clear()
                     continue
                 chunk = renderer.render(ev)
-                if flushes:
+                if flushes and not (first and chunk):
                     held.append(chunk)
                 else:
+                    first = False
                     yield chunk
             held.append(renderer.done())
             yield b"".join(held)

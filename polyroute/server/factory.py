@@ -62,4 +62,6 @@ def build_app(path: str | None = None) -> App:
 
 def create_app() -> App:
     """uvicorn factory: the CLI passes the config path through the environment to workers."""
-    return build_app(os.environ.get(CONFIG_ENV) or None)
+    app = build_app(os.environ.get(CONFIG_ENV) or None)
+    app.freeze_gc = True
+    return app

@@ -17,6 +17,7 @@ from polyroute.core.gateway import Gateway
 from polyroute.core.policy import Policy
 from polyroute.server.app import App
 from polyroute.server.factory import build_policies, install_routes
+from polyroute.server.protocol import CoalescingHttpToolsProtocol
 
 
 def free_port() -> int:
@@ -55,7 +56,7 @@ def run_gateway(
     install_routes(app)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", http="httptools", lifespan="on",
+        uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", http=CoalescingHttpToolsProtocol, lifespan="on",
                        log_level="warning", access_log=False, timeout_graceful_shutdown=10)
     )
     thread = threading.Thread(target=server.run, daemon=True)
