@@ -89,7 +89,7 @@ async def run(n: int) -> None:
             pauses: list[float] = []
             stop = asyncio.Event()
 
-            async def ticker() -> None:
+            async def ticker(stop: asyncio.Event, pauses: list[float]) -> None:
                 last = time.perf_counter()
                 while not stop.is_set():
                     await asyncio.sleep(0.001)  # a tick per ms: the pause is the gap beyond it
@@ -97,7 +97,7 @@ async def run(n: int) -> None:
                     pauses.append(now - last - 0.001)
                     last = now
 
-            tick = asyncio.create_task(ticker())
+            tick = asyncio.create_task(ticker(stop, pauses))
             t = time.process_time()
             await writer.flush(120)
             cpu = time.process_time() - t
