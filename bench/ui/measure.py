@@ -1,8 +1,10 @@
-"""The dashboard's endpoints on a big ledger: fill SQLite with synthetic rows, start a real gateway
-on it (loopback), sign in, and time every data endpoint cold (first call, empty cache) and warm.
+"""The dashboard's endpoints on a big ledger: fill SQLite or PostgreSQL with synthetic rows, start a
+real gateway on it (loopback), sign in, and time every data endpoint cold (first call, empty cache)
+and warm.
 
     .venv/bin/python bench/ui/measure.py                      # 1M rows over 30 days in /tmp/polyroute-ui-bench.db
     .venv/bin/python bench/ui/measure.py --rows 200000 --db /tmp/small.db --repeat 5
+    .venv/bin/python bench/ui/measure.py --postgres postgresql://postgres@127.0.0.1:5432/uibench  # filled if empty
 
 Writes bench/results/ui-<stamp>.json and prints a table (milliseconds, client-side, over HTTP).
 The gateway's upstreams are never called: nothing here sends inference traffic.
@@ -11,12 +13,14 @@ The gateway's upstreams are never called: nothing here sends inference traffic.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.cookiejar
 import json
 import os
 import socket
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -31,12 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import uvicorn  # noqa: E402
 from fill_ledger import MODELS, fill  # noqa: E402
 
+from polyroute.governance.db import redact_url  # noqa: E402
+
 MASTER = "bench-master-key-0123456789abcdef"
 
 
-def config(db: Path, spool: Path) -> str:
+def config(url: str, spool: Path) -> str:
     providers = {p for deps in MODELS.values() for p, *_ in deps if p != "inhouse"}
-    lines = [f"server: {{master_key: '{MASTER}'}}", f"database: {{url: 'sqlite:///{db}'}}",
+    lines = [f"server: {{master_key: '{MASTER}'}}", f"database: {{url: '{url}'}}",
              f"ledger: {{spool_dir: '{spool}', retention_days: null}}", "providers:"]  # fmt: skip
     for p in sorted(providers):
         extra = ", api_version: '2024-10-21'" if p == "azure" else ""
@@ -50,6 +56,18 @@ def config(db: Path, spool: Path) -> str:
         lines.append("    deployments: [" + ", ".join(f"{{provider: {p}, model: {m}}}" for p, _, m, *_ in real) + "]")
     lines.append("    fallbacks: [gpt-4o-mini]")  # the last model falls back to another vendor
     return "\n".join(lines) + "\n"
+
+
+async def _has_rows(url: str) -> bool:
+    from polyroute.governance.db import open_database
+
+    db = open_database(url)
+    await db.open()
+    try:
+        rows = await db.fetch("SELECT to_regclass('ledger') IS NOT NULL")
+        return bool(rows[0][0]) and bool(await db.fetch("SELECT 1 FROM ledger LIMIT 1"))
+    finally:
+        await db.close()
 
 
 def free_port() -> int:
@@ -78,20 +96,32 @@ def main() -> None:
     ap.add_argument("--db", type=Path, default=Path("/tmp/polyroute-ui-bench.db"))
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--days", type=float, default=30.0)
+    ap.add_argument("--postgres", metavar="URL", help="a PostgreSQL database instead of --db (filled when empty)")
     ap.add_argument("--repeat", type=int, default=5, help="warm calls per endpoint")
     a = ap.parse_args()
     filled = None
-    if not a.db.exists():
-        print(f"filling {a.db} with {a.rows} rows over {a.days} days ...", file=sys.stderr)
-        filled = fill(a.db, a.rows, a.days)
-        print(filled, file=sys.stderr)
-    spool = a.db.parent / (a.db.name + "-spool")
-    cfg_path = a.db.parent / (a.db.name + ".yaml")
-    cfg_path.write_text(config(a.db, spool))
+    if a.postgres:
+        url = a.postgres
+        if not asyncio.run(_has_rows(url)):
+            print(f"filling {url} with {a.rows} rows over {a.days} days ...", file=sys.stderr)
+            filled = fill(url, a.rows, a.days)
+            print(filled, file=sys.stderr)
+        work = Path(tempfile.mkdtemp(prefix="polyroute-ui-bench-"))
+    else:
+        url = f"sqlite:///{a.db}"
+        if not a.db.exists():
+            print(f"filling {a.db} with {a.rows} rows over {a.days} days ...", file=sys.stderr)
+            filled = fill(str(a.db), a.rows, a.days)
+            print(filled, file=sys.stderr)
+        work = a.db.parent
+    name = "pg" if a.postgres else a.db.name
+    spool = work / (name + "-spool")
+    cfg_path = work / (name + ".yaml")
+    cfg_path.write_text(config(url, spool))
 
     from polyroute.server.factory import build_app
 
-    os.environ["POLYROUTE_UI_REPORTS_DIR"] = str(a.db.parent)
+    os.environ["POLYROUTE_UI_REPORTS_DIR"] = str(work)
     app = build_app(str(cfg_path))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
@@ -105,15 +135,21 @@ def main() -> None:
     c.call("POST", "/ui/api/login", {"key": MASTER})
     _, filters = c.call("GET", "/ui/api/filters")
     key = filters["keys"][5]["id"]
+    team = filters["teams"][1]["id"]
     endpoints = [
         ("overview 1h", "overview?since=1h"),
         ("overview 24h", "overview?since=24h"),
+        ("overview 24h, one model", "overview?since=24h&model=gpt-4o-mini"),
         ("overview 7d", "overview?since=7d"),
         ("overview 30d", "overview?since=30d"),
         ("overview 30d, one key", f"overview?since=30d&key={key}"),
         ("overview 30d, one model", "overview?since=30d&model=claude-haiku"),
+        ("overview 30d, one team", f"overview?since=30d&team={team}"),
+        ("overview 30d, one provider", "overview?since=30d&provider=openai"),
+        ("overview 30d, key + model", f"overview?since=30d&key={key}&model=gpt-4o-mini"),
         ("breakdown 24h", "overview/breakdown?since=24h"),
         ("breakdown 30d", "overview/breakdown?since=30d"),
+        ("breakdown 30d, one model", "overview/breakdown?since=30d&model=gpt-4o-mini"),
         ("vendors 7d", "vendors?since=7d"),
         ("vendors 30d", "vendors?since=30d"),
         ("routes", "routes"),
@@ -121,7 +157,7 @@ def main() -> None:
         ("ledger page 1", "ledger?since=30d&limit=50"),
         ("ledger errors only", "ledger?since=30d&status=error&limit=50"),
         ("ledger one key", f"ledger?since=30d&key={key}&limit=50"),
-        ("ledger provider filter (no index)", "ledger?since=24h&provider=mistral&limit=50"),
+        ("ledger provider filter", "ledger?since=24h&provider=mistral&limit=50"),
     ]
     results: dict[str, dict[str, float]] = {}
     for label, path in endpoints:
@@ -145,10 +181,10 @@ def main() -> None:
     server.should_exit = True
     thread.join(60)
     out = {
-        "rows": a.rows if filled else None, "db": str(a.db), "filled": filled, "gateway_startup_s": round(startup, 2),
+        "rows": a.rows if filled else None, "db": redact_url(url), "filled": filled, "gateway_startup_s": round(startup, 2),
         "results": results, "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }  # fmt: skip
-    dest = ROOT / "bench" / "results" / f"ui-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    dest = ROOT / "bench" / "results" / f"ui-{'pg-' if a.postgres else ''}{time.strftime('%Y%m%d-%H%M%S')}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {dest}")

@@ -9,9 +9,11 @@ at once apply each version exactly once.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -20,6 +22,8 @@ from typing import Any, Protocol
 Row = tuple[Any, ...]
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+SQLITE_BUSY_MS = 30_000
+MIGRATION_WAIT_MS = 15 * 60_000
 
 
 class Conn(Protocol):
@@ -83,6 +87,17 @@ def migrations(dialect: str) -> list[tuple[int, str, str]]:
 
 async def migrate(db: Database) -> list[int]:
     """Apply the migrations not yet applied; returns the versions applied now."""
+    if db.dialect == "sqlite":
+        # Another process's migration may take minutes (a back-fill of roll-ups): wait for it.
+        await db.execute(f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
+    try:
+        return await _migrate(db)
+    finally:
+        if db.dialect == "sqlite":
+            await db.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+
+
+async def _migrate(db: Database) -> list[int]:
     applied_now: list[int] = []
     async with db.transaction() as conn:
         if db.dialect == "postgres":
@@ -97,11 +112,22 @@ async def migrate(db: Database) -> list[int]:
             if version in done:
                 continue
             await conn.script(sql)
+            step = _after_migration().get(version)
+            if step is not None:
+                await step(conn, db.dialect)
             await conn.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", (version, name, time.time())
             )
             applied_now.append(version)
     return applied_now
+
+
+def _after_migration() -> dict[int, Callable[[Conn, str], Awaitable[None]]]:
+    """Steps a migration needs beyond its SQL, run right after it in the same transaction: the
+    roll-ups' back-fill shares its SQL with the ledger writer (governance/rollup.py)."""
+    from polyroute.governance import rollup
+
+    return {rollup.VERSION: rollup.backfill}
 
 
 # --- SQLite --------------------------------------------------------------------------------------
@@ -147,8 +173,14 @@ class SQLiteDatabase:
         self._conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=30.0)
         await self._conn.execute("PRAGMA journal_mode=WAL")
         await self._conn.execute("PRAGMA synchronous=NORMAL")
-        await self._conn.execute("PRAGMA busy_timeout=30000")
+        await self._conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         await self._conn.execute("PRAGMA foreign_keys=ON")
+        try:
+            await self._conn.execute("SELECT ln(2.0), floor(1.5), max(1.0, 0.0)")
+        except sqlite3.OperationalError:
+            # SQLite built without its math functions: the roll-ups' histogram bins need these.
+            await self._conn.create_function("ln", 1, _ln, deterministic=True)
+            await self._conn.create_function("floor", 1, _floor, deterministic=True)
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -254,3 +286,11 @@ def _statements(sql: str) -> list[str]:
     """Split a migration into statements (our migrations have no ';' inside literals)."""
     lines = [ln for ln in sql.splitlines() if not ln.lstrip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _ln(x: float | None) -> float | None:
+    return math.log(x) if x is not None and x > 0 else None
+
+
+def _floor(x: float | None) -> float | None:
+    return float(math.floor(x)) if x is not None else None

@@ -7,10 +7,13 @@ same data whichever database is configured.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, Literal
 
+from polyroute.governance import rollup
 from polyroute.governance.db import Database, migrate, open_database
 from polyroute.governance.keys import Key, Limits, Team, limits_dict
 from polyroute.governance.rows import ATTEMPT_COLUMNS, LEDGER_COLUMNS, LedgerRow
@@ -158,14 +161,41 @@ class Store:
     # --- ledger ----------------------------------------------------------------------------------
 
     async def insert_ledger(self, rows: Sequence[LedgerRow]) -> None:
-        """Insert rows in one transaction; rows already there (same request id) are skipped."""
+        """Insert rows in one transaction; rows already there (same request id) are skipped. The
+        hourly roll-ups (governance/rollup.py) gain the rows inserted, in the same transaction."""
         if not rows:
             return
+        values = [r.ledger_values() for r in rows]
+        attempts = [a for r in rows for a in r.attempt_values()]
+        if self.db.dialect == "postgres":
+            async with self.db.transaction() as c:
+                for sql in rollup.PG_STAGE:
+                    await c.execute(sql)
+                await c.executemany(rollup.PG_STAGE_LEDGER, values)
+                if attempts:
+                    await c.executemany(rollup.PG_STAGE_ATTEMPTS, attempts)
+                # The inserts, and the roll-ups of the rows they returned.
+                await c.execute(rollup.PG_BATCH)
+            return
         async with self.db.transaction() as c:
-            await c.executemany(_INSERT_LEDGER, [r.ledger_values() for r in rows])
-            attempts = [a for r in rows for a in r.attempt_values()]
+            # Writers are serialised (BEGIN IMMEDIATE) and new rows get rowids above the largest:
+            # the rows above these two are exactly the ones this batch inserts.
+            marks = await c.fetch(
+                "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM ledger), (SELECT COALESCE(MAX(rowid), 0) FROM ledger_attempts)"
+            )
+            last, last_attempt = marks[0]
+            await c.executemany(_INSERT_LEDGER, values)
             if attempts:
                 await c.executemany(_INSERT_ATTEMPT, attempts)
+            for sql in rollup.SQLITE_LEDGER:
+                await c.execute(sql, (last,))
+            if attempts:
+                await c.execute(rollup.SQLITE_ATTEMPTS, (last_attempt,))
+
+    async def rebuild_rollups(self) -> None:
+        """Recompute the hourly roll-ups from the raw rows (see rollup.rebuild)."""
+        async with self.db.transaction() as c:
+            await rollup.rebuild(c, self.db.dialect)
 
     async def ledger_rows(self, *, since: float = 0.0, limit: int = 1000) -> list[dict[str, Any]]:
         rows = await self.db.fetch(
@@ -184,101 +214,195 @@ class Store:
         return [dict(zip(ATTEMPT_COLUMNS, r, strict=True)) for r in rows]
 
     async def spend_since(self, since: float) -> list[tuple[str | None, str | None, str, float]]:
-        """(key_id, team_id, day, cost) since a time: seeds the budget counters at start-up."""
-        rows = await self.db.fetch(
-            "SELECT key_id, team_id, day, SUM(cost) FROM ledger WHERE ts >= ? GROUP BY key_id, team_id, day", (since,)
+        """USD per key and per team and UTC day since a time: seeds the budget counters at start-up.
+        Rows are (key_id, None, day, cost) and (None, team_id, day, cost), from the roll-ups for
+        whole hours and from raw rows for the part of an hour before them."""
+        h0, _ = _whole_hours(since, None)
+        raw = await self.db.fetch(
+            "SELECT key_id || '', team_id || '', day || '', SUM(cost) FROM ledger WHERE ts >= ? AND ts < ? "
+            "GROUP BY 1, 2, 3",
+            (since, h0),
         )
-        return [(r[0], r[1], r[2], _num(r[3])) for r in rows]
+        out: list[tuple[str | None, str | None, str, float]] = [(r[0], r[1], r[2], _num(r[3])) for r in raw]
+        rolled = await self.db.fetch(
+            "SELECT dim, value, hour / 86400, SUM(cost) FROM ledger_hourly_dim WHERE dim IN ('key', 'team') "
+            "AND hour >= ? AND value <> '' GROUP BY dim, value, hour / 86400",
+            (h0,),
+        )
+        for dim, value, d, cost in rolled:
+            day = utc_day(int(d) * 86400.0)
+            out.append((value, None, day, _num(cost)) if dim == "key" else (None, value, day, _num(cost)))
+        return out
 
     async def spend(
         self, by: str, *, since: float, until: float | None = None, key_id: str | None = None, team_id: str | None = None
     ) -> list[dict[str, Any]]:
         """Requests, tokens and USD grouped by one dimension, most expensive first.
 
-        By provider or vendor, money comes from each attempt (failed attempts are billed too);
-        every other grouping uses the request's total, which is the sum of its attempts.
+        By provider or vendor, money comes from each attempt (failed attempts are billed too),
+        read from the raw attempts; every other grouping uses the request's total, which is the
+        sum of its attempts, read from the hourly roll-ups for whole hours and from raw rows for the
+        parts of an hour at either end.
         """
         if by not in SPEND_BY:
             raise ValueError(f"cannot group spend by '{by}' (choose from {', '.join(SPEND_BY)})")
-        where, params = ["l.ts >= ?"], [since]
-        if until is not None:
-            where.append("l.ts < ?")
-            params.append(until)
+        filters, fparams = [], []
         if key_id is not None:
-            where.append("l.key_id = ?")
-            params.append(key_id)  # type: ignore[arg-type]
+            filters.append("key_id = ?")
+            fparams.append(key_id)
         if team_id is not None:
-            where.append("l.team_id = ?")
-            params.append(team_id)  # type: ignore[arg-type]
-        cond = " AND ".join(where)
+            filters.append("team_id = ?")
+            fparams.append(team_id)
         if by in ("provider", "vendor"):
-            sql = (
-                f"SELECT a.{by}, COUNT(DISTINCT a.request_id), SUM(CASE WHEN a.status >= 400 THEN 1 ELSE 0 END), "
-                "SUM(a.input_tokens), SUM(a.output_tokens), 0, 0, SUM(a.cost), COUNT(*) "
-                f"FROM ledger_attempts a JOIN ledger l ON l.request_id = a.request_id WHERE {cond} "
-                f"GROUP BY a.{by}"
-            )
+            rows = await self._spend_attempts(by, since, until, filters, fparams)
         else:
-            col = {"key": "l.key_id", "team": "l.team_id", "model": "l.model_asked", "day": "l.day"}[by]
-            sql = (
-                f"SELECT {col}, COUNT(*), SUM(CASE WHEN l.status >= 400 THEN 1 ELSE 0 END), SUM(l.input_tokens), "
-                "SUM(l.output_tokens), SUM(l.cached_tokens), SUM(l.reasoning_tokens), SUM(l.cost), SUM(l.attempts) "
-                f"FROM ledger l WHERE {cond} GROUP BY {col}"
-            )
-        rows = await self.db.fetch(sql, params)
+            rows = await self._spend_requests(by, since, until, filters, fparams)
         out = [
             {
-                by: r[0],
-                "requests": int(r[1] or 0),
-                "errors": int(r[2] or 0),
-                "input_tokens": int(r[3] or 0),
-                "output_tokens": int(r[4] or 0),
-                "cached_tokens": int(r[5] or 0),
-                "reasoning_tokens": int(r[6] or 0),
-                "cost": _num(r[7]),
-                "attempts": int(r[8] or 0),
+                by: name,
+                "requests": int(r[0] or 0),
+                "errors": int(r[1] or 0),
+                "input_tokens": int(r[2] or 0),
+                "output_tokens": int(r[3] or 0),
+                "cached_tokens": int(r[4] or 0),
+                "reasoning_tokens": int(r[5] or 0),
+                "cost": _num(r[6]),
+                "attempts": int(r[7] or 0),
             }
-            for r in rows
+            for name, r in rows.items()
         ]
         out.sort(key=lambda d: (d[by] if by == "day" else -d["cost"], str(d[by])))
         return out
 
-    async def vendor_usage(self, since: float, until: float | None = None) -> list[tuple[str, int, int, float]]:
-        """(vendor, requests served, tokens, USD of all attempts) over a period."""
-        cond, params = "ts >= ?", [since]
+    async def _spend_attempts(
+        self, by: str, since: float, until: float | None, filters: list[str], fparams: list[Any]
+    ) -> dict[Any, list[Any]]:
+        where, params = ["a.ts >= ?"], [since]
         if until is not None:
-            cond += " AND ts < ?"
+            where.append("a.ts < ?")
             params.append(until)
-        served = await self.db.fetch(
-            f"SELECT vendor, COUNT(*), SUM(input_tokens + output_tokens) FROM ledger WHERE {cond} "
-            "AND vendor IS NOT NULL AND status < 400 GROUP BY vendor",
+        join = ""
+        if filters:
+            # Attempts carry their request's ts; the ledger row is needed only for key and team,
+            # and is bounded by the same ts so that the key's index reads only the period.
+            join = "JOIN ledger l ON l.request_id = a.request_id "
+            where += [w.replace("a.ts", "l.ts") for w in where] + ["l." + f for f in filters]
+            params += params + fparams
+        rows = await self.db.fetch(
+            f"SELECT a.{by} || '', COUNT(DISTINCT a.request_id), SUM(CASE WHEN a.status >= 400 THEN 1 ELSE 0 END), "
+            "SUM(a.input_tokens), SUM(a.output_tokens), 0, 0, SUM(a.cost), COUNT(*) "
+            f"FROM ledger_attempts a {join}WHERE {' AND '.join(where)} GROUP BY 1",
             params,
         )
-        billed = await self.db.fetch(f"SELECT vendor, SUM(cost) FROM ledger_attempts WHERE {cond} GROUP BY vendor", params)
-        money = {r[0]: _num(r[1]) for r in billed}
-        out = [(r[0], int(r[1] or 0), int(r[2] or 0), money.pop(r[0], 0.0)) for r in served]
+        return {r[0]: list(r[1:]) for r in rows}
+
+    async def _spend_requests(
+        self, by: str, since: float, until: float | None, filters: list[str], fparams: list[Any]
+    ) -> dict[Any, list[Any]]:
+        h0, h1 = _whole_hours(since, until)
+        acc: dict[Any, list[Any]] = {}
+        col = {"key": "key_id", "team": "team_id", "model": "model_asked", "day": "day"}[by]
+        for lo, hi in _edges(since, until, h0, h1):
+            where, params = ["ts >= ?", *filters], [lo, *fparams]
+            if hi is not None:
+                where.append("ts < ?")
+                params.append(hi)
+            rows = await self.db.fetch(
+                f"SELECT {col} || '', COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(input_tokens), "
+                "SUM(output_tokens), SUM(cached_tokens), SUM(reasoning_tokens), SUM(cost), SUM(attempts) "
+                f"FROM ledger WHERE {' AND '.join(where)} GROUP BY 1",
+                params,
+            )
+            _add(acc, rows)
+        if h1 is not None and h1 <= h0:
+            return acc
+        sums = ("SUM(requests), SUM(CASE WHEN ok = 0 THEN requests ELSE 0 END), SUM(input_tokens), "
+                "SUM(output_tokens), SUM(cached_tokens), SUM(reasoning_tokens), SUM(cost), SUM(attempts)")  # fmt: skip
+        bound, bparams = "hour >= ?", [h0]
+        if h1 is not None:
+            bound += " AND hour < ?"
+            bparams.append(h1)
+        if filters:
+            group = "hour / 86400" if by == "day" else f"NULLIF({col}, '')"
+            sql = f"SELECT {group}, {sums} FROM ledger_hourly WHERE {bound} AND {' AND '.join(filters)} GROUP BY 1"
+            params = [*bparams, *fparams]
+        else:
+            dim, group = ("", "hour / 86400") if by == "day" else (by, "NULLIF(value, '')")
+            sql = f"SELECT {group}, {sums} FROM ledger_hourly_dim WHERE dim = ? AND {bound} GROUP BY 1"
+            params = [dim, *bparams]
+        rows = await self.db.fetch(sql, params)
+        if by == "day":
+            rows = [(utc_day(int(r[0]) * 86400.0), *r[1:]) for r in rows]
+        _add(acc, rows)
+        return acc
+
+    async def vendor_usage(self, since: float, until: float | None = None) -> list[tuple[str, int, int, float]]:
+        """(vendor, requests served, tokens, USD of all attempts) over a period: roll-ups for whole
+        hours, raw rows for the parts of an hour at either end."""
+        h0, h1 = _whole_hours(since, until)
+        served: dict[Any, list[Any]] = {}
+        billed: dict[Any, list[Any]] = {}
+        for lo, hi in _edges(since, until, h0, h1):
+            cond, params = ("ts >= ? AND ts < ?", [lo, hi]) if hi is not None else ("ts >= ?", [lo])
+            _add(served, await self.db.fetch(
+                f"SELECT vendor || '', COUNT(*), SUM(input_tokens + output_tokens) FROM ledger WHERE {cond} "
+                "AND vendor IS NOT NULL AND status < 400 GROUP BY 1", params,
+            ))  # fmt: skip
+            _add(billed, await self.db.fetch(
+                f"SELECT vendor || '', SUM(cost) FROM ledger_attempts WHERE {cond} GROUP BY 1", params
+            ))  # fmt: skip
+        if h1 is None or h1 > h0:
+            cond, params = ("hour >= ? AND hour < ?", [h0, h1]) if h1 is not None else ("hour >= ?", [h0])
+            _add(served, await self.db.fetch(
+                "SELECT value, SUM(requests), SUM(input_tokens + output_tokens) FROM ledger_hourly_dim "
+                f"WHERE dim = 'vendor' AND {cond} AND ok = 1 AND value <> '' GROUP BY value", params,
+            ))  # fmt: skip
+            _add(billed, await self.db.fetch(
+                f"SELECT vendor, SUM(cost) FROM ledger_attempts_hourly WHERE {cond} GROUP BY vendor", params
+            ))  # fmt: skip
+        money = {v: _num(c[0]) for v, c in billed.items()}
+        out = [(v, int(r[0] or 0), int(r[1] or 0), money.pop(v, 0.0)) for v, r in served.items()]
         out.extend((v, 0, 0, c) for v, c in money.items())
         return out
 
     async def deployment_health(self, since: float) -> dict[str, tuple[int, int]]:
         """deployment id -> (attempts, successful attempts) since a time."""
-        rows = await self.db.fetch(
-            "SELECT deployment, COUNT(*), SUM(CASE WHEN status < 400 THEN 1 ELSE 0 END) FROM ledger_attempts "
-            "WHERE ts >= ? GROUP BY deployment",
-            (since,),
-        )
-        return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
+        h0, _ = _whole_hours(since, None)
+        acc: dict[Any, list[Any]] = {}
+        # `deployment || ''`: grouping by the bare column, SQLite scans the whole (deployment, ts)
+        # index to skip a sort, ignoring the time bound (docs/dashboard.md, "Query plans").
+        _add(acc, await self.db.fetch(
+            "SELECT deployment || '', COUNT(*), SUM(CASE WHEN status < 400 THEN 1 ELSE 0 END) FROM ledger_attempts "
+            "WHERE ts >= ? AND ts < ? GROUP BY 1", (since, h0),
+        ))  # fmt: skip
+        _add(acc, await self.db.fetch(
+            "SELECT deployment, SUM(attempts), SUM(CASE WHEN ok = 1 THEN attempts ELSE 0 END) "
+            "FROM ledger_attempts_hourly WHERE hour >= ? GROUP BY deployment", (h0,),
+        ))  # fmt: skip
+        return {d: (int(r[0] or 0), int(r[1] or 0)) for d, r in acc.items()}
 
     async def count_ledger(self) -> int:
         rows = await self.db.fetch("SELECT COUNT(*) FROM ledger")
         return int(rows[0][0])
 
     async def purge(self, before: float) -> int:
-        """Delete ledger and audit rows older than `before`; returns ledger rows deleted."""
+        """Delete ledger rows and their roll-ups from before the UTC hour that holds `before` (whole
+        hours, so what remains of the roll-ups still equals the raw rows), and audit rows older
+        than `before`; returns ledger rows deleted."""
+        hour = math.floor(before / rollup.HOUR) * rollup.HOUR
         async with self.db.transaction() as c:
-            n = await c.fetch("SELECT COUNT(*) FROM ledger WHERE ts < ?", (before,))
-            await c.execute("DELETE FROM ledger_attempts WHERE ts < ?", (before,))
-            await c.execute("DELETE FROM ledger WHERE ts < ?", (before,))
+            n = await c.fetch("SELECT COUNT(*) FROM ledger WHERE ts < ?", (hour,))
+            await c.execute("DELETE FROM ledger_attempts WHERE ts < ?", (hour,))
+            await c.execute("DELETE FROM ledger WHERE ts < ?", (hour,))
+            # The histograms' key leads with (dim, value): delete through it, one value at a time,
+            # rather than scan every histogram row (values listed before their sums go).
+            await c.execute(
+                "DELETE FROM ledger_hourly_hist WHERE hour < ? AND (dim, value) IN "
+                "(SELECT DISTINCT dim, value FROM ledger_hourly_dim WHERE hour < ?)",
+                (hour, hour),
+            )
+            for table in ("ledger_hourly", "ledger_hourly_dim", "ledger_attempts_hourly"):
+                await c.execute(f"DELETE FROM {table} WHERE hour < ?", (hour,))
             await c.execute("DELETE FROM audit_log WHERE ts < ?", (before,))
         return int(n[0][0])
 
@@ -305,6 +429,37 @@ class Store:
             }
             for r in rows
         ]
+
+
+def _whole_hours(since: float, until: float | None) -> tuple[int, int | None]:
+    """The first and the end of the whole UTC hours inside [since, until) (until None: open)."""
+    h0 = math.ceil(since / rollup.HOUR) * rollup.HOUR
+    return h0, None if until is None else math.floor(until / rollup.HOUR) * rollup.HOUR
+
+
+def _edges(since: float, until: float | None, h0: int, h1: int | None) -> list[tuple[float, float | None]]:
+    """The parts of [since, until) the roll-ups do not cover, to be read from raw rows."""
+    if h1 is not None and h1 <= h0:
+        return [(since, until)]  # not one whole hour: all raw
+    out: list[tuple[float, float | None]] = []
+    if since < h0:
+        out.append((since, float(h0)))
+    if h1 is not None and until is not None and h1 < until:
+        out.append((float(h1), until))
+    return out
+
+
+def _add(acc: dict[Any, list[Any]], rows: Sequence[Sequence[Any]]) -> None:
+    """Sum rows (name, numbers...) into acc by name; None counts as 0, and PostgreSQL's numeric
+    sums of integers (Decimal) become ints, so they add to floats."""
+    for r in rows:
+        nums = [0 if v is None else int(v) if isinstance(v, Decimal) else v for v in r[1:]]
+        cur = acc.get(r[0])
+        if cur is None:
+            acc[r[0]] = nums
+        else:
+            for i, v in enumerate(nums):
+                cur[i] += v
 
 
 def limits_with(base: Limits, changes: dict[str, Any]) -> Limits:

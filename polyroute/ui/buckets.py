@@ -1,10 +1,12 @@
-"""Time-bucketed aggregates over the ledger, one indexed query per bucket, with closed buckets cached.
+"""Time-bucketed aggregates over the ledger, with closed buckets cached: raw rows with one indexed
+query per bucket, hourly roll-ups (governance/rollup.py) with one query per run of buckets.
 
-Why one query per bucket: SQLite groups with a sort, and sorting a million rows by (bucket, ...)
-costs more than reading them; a query per bucket reads the same rows through the `ts` index with
-only a small sort each (measured in docs/dashboard.md: half the time). It also makes the cache
-natural: a bucket that ended a while ago no longer changes, so its rows are kept and a dashboard
-that refreshes re-reads only the last bucket or two.
+Why one query per bucket on raw rows: SQLite groups with a sort, and sorting a million rows by
+(bucket, ...) costs more than reading them; a query per bucket reads the same rows through the `ts`
+index with only a small sort each (half the time). Roll-ups hold a few rows per hour, so one
+query answers every missing bucket. Either way the cache is natural: a bucket that ended a while
+ago no longer changes, so its rows are kept and a dashboard that refreshes re-reads only the last
+bucket or two.
 
 Buckets sit on an absolute grid (index = floor(ts / width)), so cache entries are shared by every
 period that covers them. A bucket is cached once it ended SETTLE seconds ago (a request's row is
@@ -67,7 +69,10 @@ def grid_for(since: float, until: float, width: int | None = None) -> Grid:
 
 @dataclass(frozen=True)
 class Kind:
-    """One aggregate: per bucket, `SELECT groups, aggregates FROM table WHERE ts in bucket AND ...`."""
+    """One aggregate: per bucket, `SELECT groups, aggregates FROM table WHERE ts in bucket AND ...`.
+
+    A kind whose `time` column is `hour` reads an hourly roll-up (governance/rollup.py): it fits
+    grids whose width is a whole number of hours, and answers all of its buckets in one query."""
 
     name: str
     table: str
@@ -76,17 +81,31 @@ class Kind:
     where: str = ""
     # Group first by the histogram bin of this column (polyroute/ui/histogram.py).
     bins: str | None = None
+    time: str = "ts"
 
-    def sql(self, conditions: Sequence[str], dialect: str) -> str:
+    @property
+    def rollup(self) -> bool:
+        return self.time == "hour"
+
+    def sql(self, conditions: Sequence[str], dialect: str, width: int | None = None) -> str:
+        """With `width`, one query for a range of buckets, each row led by its bucket's index."""
         # Text columns are grouped as `col || ''`: an expression, so SQLite does not pick the
         # (col, ts) index to avoid a sort and then read the whole table, ignoring the time range.
         groups = (bin_sql(self.bins, dialect), *self.groups) if self.bins else self.groups
+        if width is not None:
+            groups = (f"{self.time} / {int(width)}", *groups)
         cols = [*groups, *self.aggregates]
-        cond = " AND ".join(["ts >= ?", "ts < ?", *conditions, *([self.where] if self.where else [])])
+        t = self.time
+        cond = " AND ".join([f"{t} >= ?", f"{t} < ?", *conditions, *([self.where] if self.where else [])])
         sql = f"SELECT {', '.join(cols)} FROM {self.table} WHERE {cond}"
         if groups:
             sql += " GROUP BY " + ", ".join(str(i + 1) for i in range(len(groups)))
         return sql
+
+
+def rollup_fits(grid: Grid) -> bool:
+    """Hourly roll-ups answer a grid exactly when its buckets are whole UTC hours."""
+    return grid.width % 3600 == 0
 
 
 class BucketCache:
@@ -140,6 +159,8 @@ async def fetch_buckets(
 ) -> dict[int, list[Row]]:
     """{bucket index: rows} for every bucket of the grid."""
     now = time.time() if now is None else now
+    if kind.rollup and not rollup_fits(grid):
+        raise ValueError(f"{kind.name} reads hourly roll-ups: buckets of {grid.width} s do not fit")
     sql = kind.sql(conditions, reader.dialect)
     tag = (kind.name, sql, tuple(params), grid.width)
     out: dict[int, list[Row]] = {}
@@ -150,17 +171,29 @@ async def fetch_buckets(
             missing.append(i)
         else:
             out[i] = rows
-    if missing:
-        w = grid.width
+    if not missing:
+        return out
+    w = grid.width
+    fresh: dict[int, list[Row]] = {}
+    if kind.rollup:
+        # A few rows per hour: one query for the whole run of missing buckets, split by bucket.
+        fresh = {i: [] for i in missing}
+        lo, hi = missing[0], missing[-1] + 1
+        for r in await reader.fetch(kind.sql(conditions, reader.dialect, w), (lo * w, hi * w, *params)):
+            b = int(r[0])
+            if b in fresh:
+                fresh[b].append(tuple(r[1:]))
+    else:
         # Split a long run of buckets across the reader's connections: SQLite reads in parallel.
         n = max(1, min(reader.parallelism, len(missing) // 8))
         chunks = [missing[k::n] for k in range(n)]
         parts = await asyncio.gather(
             *(reader.fetch_many([(sql, (i * w, (i + 1) * w, *params)) for i in chunk]) for chunk in chunks)
         )
-        for i, rows in zip([i for c in chunks for i in c], [r for p in parts for r in p], strict=True):
-            out[i] = rows
-            end = (i + 1) * w
-            if end <= now - SETTLE:
-                cache.put((*tag, i), rows, now + (RECENT_TTL if end > now - 3600 else OLD_TTL))
+        fresh = dict(zip([i for c in chunks for i in c], [r for p in parts for r in p], strict=True))
+    for i, rows in fresh.items():
+        out[i] = rows
+        end = (i + 1) * w
+        if end <= now - SETTLE:
+            cache.put((*tag, i), rows, now + (RECENT_TTL if end > now - 3600 else OLD_TTL))
     return out

@@ -15,16 +15,18 @@ SCALE = 16
 
 
 def bin_sql(column: str, dialect: str) -> str:
-    """The bin of a non-negative column in SQL (SQLite needs its math functions: 3.35+, or the
-    reader registers them). SQLite truncates a cast, which is floor here and twice as fast as
-    floor(); PostgreSQL rounds a cast, so it gets floor()."""
+    """The bin of a column in SQL (SQLite needs its math functions: 3.35+, or the connection
+    registers them). SQLite truncates a cast, which is floor here and twice as fast as floor();
+    PostgreSQL rounds a cast, so it gets floor(). A negative value (never written, but a ledger
+    writer must not fail on one: PostgreSQL's ln() raises) counts as 0. The hourly roll-ups bin
+    with this same expression, so their percentiles equal those from raw rows."""
     if dialect == "sqlite":
-        return f"CAST(ln({column} + 1.0) * {SCALE} AS INTEGER)"
-    return f"CAST(floor(ln({column} + 1.0) * {SCALE}) AS INTEGER)"
+        return f"CAST(ln(max({column}, 0.0) + 1.0) * {SCALE} AS INTEGER)"
+    return f"CAST(floor(ln(GREATEST({column}, 0.0) + 1.0) * {SCALE}) AS INTEGER)"
 
 
 def bin_of(value: float) -> int:
-    return math.floor(math.log(value + 1.0) * SCALE)
+    return math.floor(math.log(max(value, 0.0) + 1.0) * SCALE)
 
 
 def bounds(b: int) -> tuple[float, float]:

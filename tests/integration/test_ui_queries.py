@@ -172,7 +172,7 @@ def test_every_query_uses_an_index(tmp_path: Path) -> None:
                queries.Filters(vendor="v"), queries.Filters(provider="p"), queries.Filters(key="k", model="m")]  # fmt: skip
     for kind in KINDS:
         for f in filters if kind.table == "ledger" else [queries.Filters()]:
-            conds, params = f.sql()
+            conds, params = f.sql("sqlite")
             plans = _plans(db, kind.sql(conds, "sqlite"), [NOW - 60, NOW, *params])
             assert _indexed(plans), (kind.name, f, plans)
             # The time range bounds the search (not only a filter column's index with ts unused).
