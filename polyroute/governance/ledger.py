@@ -14,6 +14,7 @@ not answer in time: a graceful shutdown loses no row. A hard kill loses the rows
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
 import logging
@@ -30,6 +31,9 @@ from polyroute.governance.rows import LedgerRow, decode_row, encode_row
 from polyroute.governance.store import Store
 
 log = logging.getLogger("polyroute.ledger")
+
+# A submitted row, its ledger values and its attempts' values.
+Queued = tuple[LedgerRow, tuple[object, ...], list[tuple[object, ...]]]
 
 
 class Spool:
@@ -117,12 +121,15 @@ class LedgerWriter:
         self.flush_interval = flush_interval
         self.write_timeout = write_timeout
         self.retry_interval = retry_interval
-        self._q: asyncio.Queue[LedgerRow] = asyncio.Queue(maxsize=max(1, queue_size))
+        # Rows waiting, each with its database values, computed when submitted: a batch then
+        # takes no Python work on the event loop proportional to its size (docs/performance.md).
+        self._q: collections.deque[Queued] = collections.deque()
+        self.queue_size = max(1, queue_size)
         self._high_water = max(1, int(queue_size * 0.8))
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._inflight: list[LedgerRow] = []
+        self._inflight: list[Queued] = []
         self._degraded_until = 0.0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -138,66 +145,64 @@ class LedgerWriter:
 
     def submit(self, row: LedgerRow) -> None:
         """Called on the request path: never waits, never loses the row."""
-        try:
-            self._q.put_nowait(row)
-        except asyncio.QueueFull:
+        if len(self._q) >= self.queue_size:
             self.spool.append([row])
             self.overflowed += 1
             if self.overflowed == 1 or self.overflowed % 1000 == 0:
                 log.warning("ledger queue full: %d row(s) written to the spool directly", self.overflowed)
         else:
+            self._q.append((row, row.ledger_values(), row.attempt_values()))
             self._idle.clear()
         self._wake.set()
 
     @property
     def queued(self) -> int:
-        return self._q.qsize()
+        return len(self._q)
 
     async def flush(self, limit: float = 30.0) -> None:
         """Wait until every row submitted so far has been written (to the database or the spool)."""
         async with asyncio.timeout(limit):
-            while not (self._q.empty() and not self._inflight):
+            while self._q or self._inflight:
                 self._idle.clear()
                 self._wake.set()
                 await self._idle.wait()
 
     async def _run(self) -> None:
         while True:
-            if self._q.empty():
+            if not self._q:
                 self._idle.set()
                 if self._stop.is_set():
                     return
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self._q.qsize() < self.batch_size and self.flush_interval > 0 and not self._stop.is_set():
+            if len(self._q) < self.batch_size and self.flush_interval > 0 and not self._stop.is_set():
                 # Linger a little so that light traffic still makes batches, not one commit per row.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.flush_interval)
             batch = self._take(self.batch_size)
             await self._deliver(batch)
 
-    def _take(self, n: int) -> list[LedgerRow]:
-        out: list[LedgerRow] = []
-        while len(out) < n:
-            try:
-                out.append(self._q.get_nowait())
-            except asyncio.QueueEmpty:
-                break
-        return out
+    def _take(self, n: int) -> list[Queued]:
+        q = self._q
+        return [q.popleft() for _ in range(min(n, len(q)))]
 
-    async def _deliver(self, batch: list[LedgerRow]) -> None:
+    async def _deliver(self, batch: list[Queued]) -> None:
         self._inflight = batch
         try:
             if time.monotonic() < self._degraded_until:
                 await self._to_spool(batch)
                 return
             try:
-                await asyncio.wait_for(self.store.insert_ledger(batch), self.write_timeout)
+                await asyncio.wait_for(
+                    self.store.insert_ledger([b[0] for b in batch], [b[1] for b in batch],
+                                             [a for b in batch for a in b[2]]),
+                    self.write_timeout,
+                )  # fmt: skip
             except asyncio.CancelledError:
                 # Stopped mid-write: the batch may or may not be committed; keep it (replays are
                 # idempotent, so a row that did reach the database is not counted twice).
-                self.spool.append(batch)
+                self.spool.append([b[0] for b in batch])
                 self.spooled += len(batch)
                 raise
             except Exception as exc:
@@ -209,19 +214,19 @@ class LedgerWriter:
                 await self._to_spool(batch)
                 return
             self.written += len(batch)
-            if self._q.qsize() >= self._high_water:
+            if len(self._q) >= self._high_water:
                 # The database keeps up too slowly: move the backlog to disk rather than let the
                 # queue fill and push rows through the request path's overflow.
-                await self._to_spool(self._take(self._q.qsize()))
+                await self._to_spool(self._take(len(self._q)))
             elif self.spool.pending() and not self._stop.is_set():
                 await self.replay()
         finally:
             self._inflight = []
 
-    async def _to_spool(self, rows: list[LedgerRow]) -> None:
-        if rows:
-            await asyncio.to_thread(self.spool.append, rows)
-            self.spooled += len(rows)
+    async def _to_spool(self, batch: list[Queued]) -> None:
+        if batch:
+            await asyncio.to_thread(self.spool.append, [b[0] for b in batch])
+            self.spooled += len(batch)
 
     async def replay(self) -> int:
         """Insert the spooled rows into the database; returns how many rows were replayed."""
@@ -270,9 +275,9 @@ class LedgerWriter:
             except Exception:
                 log.exception("ledger writer failed while closing")
         # Whatever is left (rows queued after the writer stopped) goes to disk.
-        left = self._take(self._q.qsize())
+        left = self._take(len(self._q))
         if left:
-            self.spool.append(left)
+            self.spool.append([b[0] for b in left])
             self.spooled += len(left)
         self.spool.rotate()
         self._idle.set()

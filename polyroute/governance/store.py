@@ -160,13 +160,21 @@ class Store:
 
     # --- ledger ----------------------------------------------------------------------------------
 
-    async def insert_ledger(self, rows: Sequence[LedgerRow]) -> None:
+    async def insert_ledger(
+        self,
+        rows: Sequence[LedgerRow],
+        values: list[tuple[object, ...]] | None = None,
+        attempts: list[tuple[object, ...]] | None = None,
+    ) -> None:
         """Insert rows in one transaction; rows already there (same request id) are skipped. The
-        hourly roll-ups (governance/rollup.py) gain the rows inserted, in the same transaction."""
+        hourly roll-ups (governance/rollup.py) gain the rows inserted, in the same transaction.
+        `values` and `attempts` are the rows' ledger_values() and attempt_values() when the caller
+        has them already (the ledger writer computes them as rows arrive)."""
         if not rows:
             return
-        values = [r.ledger_values() for r in rows]
-        attempts = [a for r in rows for a in r.attempt_values()]
+        if values is None or attempts is None:
+            values = [r.ledger_values() for r in rows]
+            attempts = [a for r in rows for a in r.attempt_values()]
         if self.db.dialect == "postgres":
             async with self.db.transaction() as c:
                 for sql in rollup.PG_STAGE:

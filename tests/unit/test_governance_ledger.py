@@ -35,13 +35,18 @@ class Gate(Store):
         self.mode = "ok"
         self.calls = 0
 
-    async def insert_ledger(self, rows: Sequence[LedgerRow]) -> None:
+    async def insert_ledger(
+        self,
+        rows: Sequence[LedgerRow],
+        values: list[tuple[object, ...]] | None = None,
+        attempts: list[tuple[object, ...]] | None = None,
+    ) -> None:
         self.calls += 1
         if self.mode == "down":
             raise ConnectionError("database down")
         if self.mode == "hang":
             await asyncio.sleep(3600)
-        await super().insert_ledger(rows)
+        await super().insert_ledger(rows, values, attempts)
 
 
 @pytest.fixture
