@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,16 @@ def main() -> None:
     ap.add_argument("--splits", default="random,group")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--kinds", default="", help="restrict stage 2, e.g. 'gbm' (default: choose in each fold)")
+    ap.add_argument("--holdout-by-task", choices=("yes", "no"), default="yes",
+                    help="stage-2 hold-out of whole tasks (TrainConfig.holdout_by_task)")
+    ap.add_argument("--save-oof", help="write the out-of-fold scores to this .npz")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
     matrix = to_matrix(load_records(args.data))
-    cfg = TrainConfig(big_kinds=tuple(args.kinds.split(","))) if args.kinds else TrainConfig()
+    cfg = TrainConfig(holdout_by_task=args.holdout_by_task == "yes")
+    if args.kinds:
+        cfg = replace(cfg, big_kinds=tuple(args.kinds.split(",")))
     counts = hash_counts(matrix.prompts, cfg.bits)
     dense = dense_matrix(matrix.prompts)
     strong = int(np.argmax(matrix.quality.mean(axis=0)))
@@ -69,6 +75,7 @@ def main() -> None:
     report: dict[str, Any] = {"data": args.data, "records": len(idx), "strong": matrix.models[strong]}
     lengths = length_scores(matrix.prompts)
     rng = np.random.default_rng(0)
+    oofs: dict[str, np.ndarray] = {}
     for split in args.splits.split(","):
         if split == "random":
             folds = list(KFold(args.folds, shuffle=True, random_state=0).split(idx))
@@ -91,10 +98,13 @@ def main() -> None:
             "pooled_router": {k: round(v, 4) for k, v in routellm_summary(oof, qs, qw).items()},
             "pooled_prompt_length": {k: round(v, 4) for k, v in routellm_summary(lengths, qs, qw).items()},
             "fold_info": [
-                {k: info.get(k) for k in ("alphas", "stage2", "stage2_inner_score", "train_seconds")} for _, info in results
+                {k: info.get(k) for k in ("alphas", "stage2", "stage2_inner_score", "prior_weight", "prior_inner_score", "train_seconds")} for _, info in results
             ],
         }
+        oofs[split] = oof
         print(json.dumps({split: report[split]}, indent=1), flush=True)
+    if args.save_oof:
+        np.savez(args.save_oof, **oofs)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps({"seconds": report["seconds"]}))
 

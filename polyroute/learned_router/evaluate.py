@@ -10,6 +10,7 @@ Baselines reported next to the router:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from polyroute.learned_router.metrics import (
     cost_to_reach,
     hull_quality_at,
     lambda_grid,
+    routed_point,
     routellm_summary,
     sweep_utility,
     upper_hull,
@@ -47,9 +49,17 @@ def length_scores(prompts: list[str]) -> np.ndarray:
 
 
 def cost_quality_report(
-    pred_quality: np.ndarray, pred_cost: np.ndarray, matrix: Matrix, seed: int = 0
+    pred_quality: np.ndarray,
+    pred_cost: np.ndarray,
+    matrix: Matrix,
+    seed: int = 0,
+    policy: Callable[[float], np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """RouterBench-style comparison of a router's (quality, cost) predictions with the baselines."""
+    """RouterBench-style comparison of a router's (quality, cost) predictions with the baselines.
+
+    ``policy(lam)`` gives the model index per prompt that the served router picks at knob ``lam``
+    (LearnedRouter.route_batch); without it, ``argmax pred_quality - lam * pred_cost``.
+    """
     q, c = matrix.quality, matrix.cost
     single_cost, single_quality = c.mean(axis=0), q.mean(axis=0)
     c_min, c_max = float(single_cost.min()), float(single_cost.max())
@@ -57,7 +67,10 @@ def cost_quality_report(
     target = float(single_quality[best])
 
     lambdas = lambda_grid(c)
-    router_pts = sweep_utility(pred_quality, pred_cost, lambdas, q, c)
+    if policy is None:
+        router_pts = sweep_utility(pred_quality, pred_cost, lambdas, q, c)
+    else:
+        router_pts = np.asarray([routed_point(policy(lam), q, c) for lam in lambdas], dtype=np.float64)
     router_hull = upper_hull(router_pts[:, 0], router_pts[:, 1])
     static_hull = upper_hull(single_cost, single_quality)
     oracle_pts = sweep_utility(q, c * (1 + 1e-9), lambdas, q, c)  # ties -> cheaper answer
@@ -111,8 +124,6 @@ def evaluate(
         dense = dense_matrix(sub.prompts)
     pred_quality, gap = router.predict_from(counts, dense)
     pred_cost = router.predict_cost(sub.prompts)
-    # the router never picks a model it found dominated in training (see LearnedRouter.eligible)
-    routed_quality = np.where(router.eligible_mask()[None, :], pred_quality, -np.inf)
     out: dict[str, Any] = {
         "records": len(sub.prompts),
         "models": sub.models,
@@ -138,7 +149,9 @@ def evaluate(
                 for k, v in routellm_summary(length_scores(sub.prompts), qs, qw, num_results).items()
             },
         }
-    cq = cost_quality_report(routed_quality, pred_cost, sub, seed)
+    # the knob swept through exactly what ``choose`` serves (operating points, dominated models left out)
+    cq = cost_quality_report(pred_quality, pred_cost, sub, seed,
+                             policy=lambda lam: router.route_batch(pred_quality, pred_cost, lam))
     if not include_points:
         cq.pop("router_points", None)
         for key in ("router", "static_mix", "random", "oracle"):

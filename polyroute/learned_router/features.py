@@ -1,8 +1,8 @@
 """Prompt features: hashed word/char n-gram TF-IDF plus a few dense shape statistics.
 
-Everything is computed from the prompt text alone, on CPU, in well under a millisecond for short
-prompts and a few milliseconds at 512 tokens. Hashing keeps the artifact free of a vocabulary; the
-IDF table learnt at training time is the only state.
+Everything is computed from the prompt text alone, on CPU: about 0.3 ms for a 512-token prompt
+(bench/router/bench_latency.py). Hashing keeps the artifact free of a vocabulary; the IDF table learnt
+at training time is the only state.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import HashingVectorizer
 
 WORD_NGRAMS = (1, 2)
 CHAR_NGRAMS = (3, 5)
@@ -90,21 +89,112 @@ def dense_matrix(prompts: list[str]) -> np.ndarray:
     return np.vstack([dense_features(p) for p in prompts]) if prompts else np.zeros((0, len(DENSE_NAMES)))
 
 
-def _word_vectorizer(bits: int) -> HashingVectorizer:
-    return HashingVectorizer(
-        ngram_range=WORD_NGRAMS, n_features=2**bits, alternate_sign=False, norm=None, dtype=np.float32
-    )
+# ---------------------------------------------------------------- hashed n-grams, in numpy
+#
+# The n-grams of scikit-learn's HashingVectorizer (word 1-2-grams of lower-cased ``\w\w+`` tokens,
+# char_wb 3-5-grams), hashed with vectorised 64-bit polynomial hashes instead of one murmur call per
+# n-gram from a Python loop: 4-5x faster at 512 tokens, where hashing was most of a routing decision.
+
+_P = np.uint64(0x100000001B3)  # odd, so invertible modulo 2^64
+_M1 = np.uint64(0xFF51AFD7ED558CCD)
+_M2 = np.uint64(0xC4CEB9FE1A85EC53)
+_S33 = np.uint64(33)
+_BIGRAM = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _char_vectorizer(bits: int) -> HashingVectorizer:
-    return HashingVectorizer(
-        analyzer="char_wb",
-        ngram_range=CHAR_NGRAMS,
-        n_features=2**bits,
-        alternate_sign=False,
-        norm=None,
-        dtype=np.float32,
-    )
+def _powers(base: int, n: int) -> np.ndarray:
+    out = np.empty(n, dtype=np.uint64)
+    acc = 1
+    for i in range(n):
+        out[i] = acc
+        acc = (acc * base) % 2**64
+    return out
+
+
+# P^i and P^-i modulo 2^64: the hash of text[a:b] is (prefix[b] - prefix[a]) * P^-a
+_POW = _powers(int(_P), MAX_CHARS + 1)
+_INV_POW = _powers(pow(int(_P), -1, 2**64), MAX_CHARS + 1)
+# ``\w`` for ASCII; every non-ASCII code point counts as a word character (letters, mostly)
+_WORD_ASCII = np.array([chr(c).isalnum() or chr(c) == "_" for c in range(128)], dtype=bool)
+_EMPTY_U64 = np.zeros(0, dtype=np.uint64)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser: spreads the polynomial hashes over the top bits."""
+    h = h ^ (h >> _S33)
+    h = h * _M1
+    h = h ^ (h >> _S33)
+    h = h * _M2
+    return h ^ (h >> _S33)
+
+
+def _codes(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+
+
+def char_hashes(text: str) -> np.ndarray:
+    """char_wb 3-5-grams: the n-grams inside each lower-cased word padded with one space each side."""
+    # words joined by two spaces: a window lies inside one padded word iff it holds no double space
+    c = _codes(" " + "  ".join(text.lower().split()) + " ")
+    n_chars = len(c)
+    if n_chars < 3:
+        return _EMPTY_U64
+    space = c == 32
+    doubles = np.concatenate([[0], np.cumsum(space[:-1] & space[1:])])
+    out = []
+    h = c[:-1] * _P + c[1:]
+    for n in (3, 4, 5):
+        if n_chars < n:
+            break
+        h = h[:-1] * _P + c[n - 1 :]
+        inside = (doubles[n - 1 :] - doubles[: n_chars - n + 1]) == 0
+        out.append(h[inside] + np.uint64(n))
+    return _mix(np.concatenate(out))
+
+
+def word_hashes(text: str) -> np.ndarray:
+    """Lower-cased ``\\w\\w+`` tokens, then bigrams of consecutive tokens."""
+    c = _codes(text.lower()[:MAX_CHARS])  # lower() may lengthen ("İ" -> "i̇"); the power tables stop there
+    if len(c) < 2:
+        return _EMPTY_U64
+    word = np.where(c < 128, _WORD_ASCII[np.minimum(c, 127)], True)
+    edges = np.diff(np.concatenate([[False], word, [False]]).astype(np.int8))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    keep = ends - starts >= 2
+    starts, ends = starts[keep], ends[keep]
+    if starts.size == 0:
+        return _EMPTY_U64
+    prefix = np.concatenate([[np.uint64(0)], np.cumsum(c * _POW[: len(c)], dtype=np.uint64)])
+    tokens = _mix((prefix[ends] - prefix[starts]) * _INV_POW[starts] + (ends - starts).astype(np.uint64))
+    return np.concatenate([tokens, _mix(tokens[:-1] * _BIGRAM + tokens[1:])])
+
+
+def _buckets(hashes: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted bucket ids (the top ``bits`` bits of each hash) and how often each occurs."""
+    ids, counts = np.unique((hashes >> np.uint64(64 - bits)).astype(np.int32), return_counts=True)
+    return ids, counts.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class PromptCounts:
+    """One prompt's hashed n-gram counts (bucket ids sorted, counts aligned)."""
+
+    word_ids: np.ndarray
+    word_counts: np.ndarray
+    char_ids: np.ndarray
+    char_counts: np.ndarray
+
+
+def hash_one(prompt: str, bits: int = DEFAULT_BITS) -> PromptCounts:
+    cut = prompt[:MAX_CHARS]
+    return PromptCounts(*_buckets(word_hashes(cut), bits), *_buckets(char_hashes(cut), bits))
+
+
+def _csr(parts: list[tuple[np.ndarray, np.ndarray]], bits: int) -> sp.csr_matrix:
+    indptr = np.concatenate([[0], np.cumsum([len(ids) for ids, _ in parts])]).astype(np.int64)
+    indices = np.concatenate([ids for ids, _ in parts] or [np.zeros(0, dtype=np.int32)])
+    data = np.concatenate([d for _, d in parts] or [np.zeros(0, dtype=np.float32)])
+    return sp.csr_matrix((data, indices, indptr), shape=(len(parts), 2**bits))
 
 
 @dataclass
@@ -119,10 +209,10 @@ class HashedCounts:
 
 
 def hash_counts(prompts: list[str], bits: int = DEFAULT_BITS) -> HashedCounts:
-    cut = [p[:MAX_CHARS] for p in prompts]
+    one = [hash_one(p, bits) for p in prompts]
     return HashedCounts(
-        word=sp.csr_matrix(_word_vectorizer(bits).transform(cut)),
-        char=sp.csr_matrix(_char_vectorizer(bits).transform(cut)),
+        word=_csr([(c.word_ids, c.word_counts) for c in one], bits),
+        char=_csr([(c.char_ids, c.char_counts) for c in one], bits),
     )
 
 
@@ -187,6 +277,23 @@ class TextFeaturizer:
             data[b : indptr[r + 1]] = cd[c_start[r] : c_start[r + 1]]
             indices[b : indptr[r + 1]] = ci[c_start[r] : c_start[r + 1]] + half
         return sp.csr_matrix((data, indices, indptr), shape=(n, 2 * half))
+
+    def weigh_one(self, counts: PromptCounts) -> tuple[np.ndarray, np.ndarray]:
+        """One prompt's row of ``transform_counts`` as (column indices, values), without scipy."""
+        blocks = (
+            (counts.word_ids, counts.word_counts, self.word_idf, 1.0, 0),
+            (counts.char_ids, counts.char_counts, self.char_idf, self.char_weight, 2**self.bits),
+        )
+        indices: list[np.ndarray] = []
+        values: list[np.ndarray] = []
+        for ids, cnt, idf, scale, offset in blocks:
+            w = np.log1p(cnt) * idf[ids]
+            keep = w != 0
+            w = w[keep]
+            norm = float(np.sqrt(np.dot(w.astype(np.float64), w)))
+            indices.append(ids[keep].astype(np.int64) + offset)
+            values.append((w / norm * scale).astype(np.float32) if norm > 0 else w)
+        return np.concatenate(indices), np.concatenate(values)
 
     def transform(self, prompts: list[str]) -> sp.csr_matrix:
         return self.transform_counts(hash_counts(prompts, self.bits))

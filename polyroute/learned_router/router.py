@@ -27,8 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from polyroute.learned_router.features import HashedCounts, TextFeaturizer, dense_features, hash_counts
+from polyroute.learned_router.features import (
+    HashedCounts,
+    TextFeaturizer,
+    dense_features,
+    hash_counts,
+    hash_one,
+)
 from polyroute.learned_router.metrics import upper_hull
+from polyroute.learned_router.operating import OperatingPoints, route
 from polyroute.learned_router.pricing import estimate_tokens
 from polyroute.learned_router.stage2 import Stage2
 
@@ -58,6 +65,8 @@ class LearnedRouter:
     strong_share_thresholds: np.ndarray  # gap thresholds sending 0..100 % of training prompts to strong
     default_quality_per_dollar: float = 0.0
     info: dict[str, object] = field(default_factory=dict)
+    # what each knob value serves (operating.py); None: the router at that knob, as trained
+    operating: OperatingPoints | None = None
     _eligible_cache: dict[tuple[int, ...], list[int]] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ scoring
@@ -71,6 +80,12 @@ class LearnedRouter:
         counts = hash_counts(prompts, self.featurizer.bits)
         dense = np.vstack([dense_features(p) for p in prompts])
         return self.predict_from(counts, dense)
+
+    def predict_one(self, prompt: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """``predict([prompt])`` without building sparse matrices: the per-request path."""
+        idx, val = self.featurizer.weigh_one(hash_one(prompt, self.featurizer.bits))
+        s1 = (val @ self.coef[idx] + self.intercept)[None, :]
+        return self.stage2.predict(s1, dense_features(prompt)[None, :], int(np.argmax(self.mean_quality)))
 
     def predict_from(self, counts: HashedCounts, dense: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """``predict`` from precomputed hashed counts and dense features (hashing is stateless)."""
@@ -121,6 +136,21 @@ class LearnedRouter:
         mask[self.eligible(list(range(len(self.models))))] = True
         return mask
 
+    def policy(self, lam: float) -> tuple[float | None, int | None]:
+        """What knob ``lam`` serves with every trained model a candidate: (router knob, None) or
+        (None, the one model that takes every prompt)."""
+        if self.operating is None:
+            return lam, None
+        return self.operating.select(lam)
+
+    def route_batch(self, pred_quality: np.ndarray, pred_cost: np.ndarray, lam: float) -> np.ndarray:
+        """Model index per prompt that ``choose`` picks at knob ``lam`` with every trained model a candidate."""
+        knob, model = self.policy(lam)
+        if model is not None:
+            return np.full(pred_quality.shape[0], model, dtype=np.int64)
+        assert knob is not None
+        return route(pred_quality, pred_cost, self.eligible_mask(), knob)
+
     def threshold_for_strong_share(self, share: float) -> float:
         """Gap threshold that sent ``share`` (0..1) of the training prompts to the stronger model."""
         share = min(max(share, 0.0), 1.0)
@@ -146,7 +176,7 @@ class LearnedRouter:
         unknown = [c for c in candidates if c not in index]
         if not known:
             raise ValueError(f"none of the candidates {candidates} is known to this router ({self.models})")
-        quality, gap = self.predict([prompt])
+        quality, gap = self.predict_one(prompt)
         cost = self.predict_cost([prompt])[0]
         q = quality[0]
         scores = {c: float(q[index[c]]) for c in known}
@@ -161,13 +191,24 @@ class LearnedRouter:
             return Decision(model, scores, f"predicted lead of {hi} {lead:+.3f} vs threshold {threshold:+.3f}{note}", costs)
         lam = self.default_quality_per_dollar if quality_per_dollar is None else float(quality_per_dollar)
         allowed = [self.models[i] for i in self.eligible([index[c] for c in known])]
-        utility = {c: scores[c] - lam * costs[c] for c in allowed}
+        knob = lam
+        if len(known) == len(self.models):
+            # the operating points were chosen with every trained model a candidate
+            mapped, single = self.policy(lam)
+            if single is not None:
+                model = self.models[single]
+                return Decision(model, scores, f"knob {lam:g}/USD: {model} for every prompt (beat per-prompt "
+                                f"routing there on held-out training records){note}", costs)
+            assert mapped is not None
+            knob = mapped
+        utility = {c: scores[c] - knob * costs[c] for c in allowed}
         # ties go to the cheaper model
         model = max(allowed, key=lambda c: (utility[c], -costs[c]))
+        mapped_note = f" (knob {lam:g}/USD)" if knob != lam else ""
         return Decision(
             model,
             scores,
-            f"max predicted quality - {lam:g}/USD * predicted cost: {utility[model]:.4f}{note}",
+            f"max predicted quality - {knob:g}/USD * predicted cost{mapped_note}: {utility[model]:.4f}{note}",
             costs,
         )
 
@@ -190,6 +231,8 @@ class LearnedRouter:
             "strong_share_thresholds": self.strong_share_thresholds.astype(np.float64),
         }
         arrays.update(self.stage2.to_arrays())
+        if self.operating is not None:
+            arrays.update(self.operating.to_arrays())
         header = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -239,4 +282,5 @@ class LearnedRouter:
             strong_share_thresholds=arrays["strong_share_thresholds"],
             default_quality_per_dollar=float(header["default_quality_per_dollar"]),
             info=dict(header.get("info") or {}),
+            operating=OperatingPoints.from_arrays(arrays),
         )

@@ -16,12 +16,12 @@ one of:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from polyroute.learned_router.trees import TreeEnsemble
+from polyroute.learned_router.trees import MergedEnsembles, TreeEnsemble
 
 KINDS = ("linear", "calibrated", "gbm", "blend")
 
@@ -71,12 +71,33 @@ def apply_calibration(s1: np.ndarray, dense: np.ndarray, calib: np.ndarray) -> n
     return _sigmoid(np.column_stack(cols))
 
 
+def fit_length_prior(dense: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Per model (slope, centre): least-squares quality ~ log prompt length, centred on the training mean."""
+    log_chars = dense[:, 0]
+    centre = float(log_chars.mean())
+    var = float(np.var(log_chars))
+    slopes = ((log_chars - centre) @ (quality - quality.mean(axis=0))) / (len(log_chars) * var) if var > 0 else (
+        np.zeros(quality.shape[1]))
+    return np.column_stack([slopes, np.full(quality.shape[1], centre)])
+
+
 @dataclass
 class Stage2:
     kind: str
     calib: np.ndarray | None = None  # (m, 3) for "calibrated"
     trees: list[TreeEnsemble] | None = None  # one per model for "gbm"
     gap_trees: TreeEnsemble | None = None  # "gbm" with two models
+    # length prior: prior_weight * slope_j * (log_chars - centre) is added to model j's quality. The text
+    # model's predictions shrink towards the mean on unfamiliar topics; a fixed prior then carries more
+    # of the decision there, so routing falls back towards "longer prompt -> stronger model"
+    prior: np.ndarray | None = None  # (m, 2): slope, centre
+    prior_weight: float = 0.0
+    _walk: MergedEnsembles | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ensembles = [*(self.trees or []), *([self.gap_trees] if self.gap_trees is not None else [])]
+        if ensembles and all(e.roots.size for e in ensembles):
+            self._walk = MergedEnsembles.merge(ensembles)
 
     def predict(self, s1: np.ndarray, dense: np.ndarray, strong: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Quality (n, m) and, for two models, the strong-minus-weak gap."""
@@ -89,9 +110,13 @@ class Stage2:
         if self.kind in ("gbm", "blend"):
             assert self.trees is not None
             z = np.hstack([dense, s1])
-            trees_q = np.column_stack([t.predict(z) for t in self.trees])
+            if self._walk is not None:
+                out = self._walk.predict(z)
+            else:
+                out = np.column_stack([t.predict(z) for t in [*self.trees, *([self.gap_trees] if self.gap_trees else [])]])
+            trees_q = out[:, :m]
             if self.gap_trees is not None:
-                gap = self.gap_trees.predict(z)
+                gap = out[:, m]
             if self.kind == "blend":
                 # average of the two views; with two models the gap is averaged likewise
                 if gap is not None:
@@ -100,9 +125,15 @@ class Stage2:
             else:
                 quality = trees_q
         quality = np.clip(quality, 0.0, 1.0)
+        shift: np.ndarray | None = None
+        if self.prior is not None and self.prior_weight:
+            shift = self.prior_weight * self.prior[:, 0][None, :] * (dense[:, :1] - self.prior[:, 1][None, :])
+            quality = quality + shift
         if m == 2:
             if gap is None:
                 gap = quality[:, strong] - quality[:, 1 - strong]
+            elif shift is not None:
+                gap = gap + shift[:, strong] - shift[:, 1 - strong]
             # make the per-model figures agree with the gap (their mean kept, their difference = gap)
             mid = quality.mean(axis=1)
             quality = np.empty_like(quality)
@@ -118,6 +149,9 @@ class Stage2:
             arrays.update(t.to_arrays(f"stage2.{i}"))
         if self.gap_trees is not None:
             arrays.update(self.gap_trees.to_arrays("gap"))
+        if self.prior is not None:
+            arrays["prior"] = self.prior
+            arrays["prior_weight"] = np.array([self.prior_weight])
         return arrays
 
     @classmethod
@@ -129,4 +163,6 @@ class Stage2:
             calib=arrays.get("calib"),
             trees=[TreeEnsemble.from_arrays(arrays, f"stage2.{i}") for i in range(m)] if kind in ("gbm", "blend") else None,
             gap_trees=TreeEnsemble.from_arrays(arrays, "gap") if "gap.meta" in arrays else None,
+            prior=arrays.get("prior"),
+            prior_weight=float(arrays["prior_weight"][0]) if "prior_weight" in arrays else 0.0,
         )

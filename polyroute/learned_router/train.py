@@ -6,6 +6,9 @@ out-of-fold predictions feed stage 2 (stacking without leakage).
 Stage 2 (with enough records): boosted trees per model (and one for the strong-weak gap with two models)
 on the prompt's dense shape statistics plus the stage-1 predictions. Tree size is picked, and stage 2 is
 kept at all, only if it beats stage 1 on an inner hold-out split of the training records.
+With enough distinct ``task`` labels the hold-out takes whole tasks, so stage 2 and the weight of a
+length prior are chosen for topics the router has not seen. Last, the quality-per-dollar knob is mapped
+to operating points (operating.py) on the held-out predictions.
 Nothing of the evaluation data is used; ``task`` is never a feature.
 """
 
@@ -15,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold
@@ -34,10 +38,11 @@ from polyroute.learned_router.metrics import (
     sweep_utility,
     upper_hull,
 )
+from polyroute.learned_router.operating import fit_operating_points
 from polyroute.learned_router.pricing import estimate_tokens
 from polyroute.learned_router.records import Matrix
 from polyroute.learned_router.router import LearnedRouter
-from polyroute.learned_router.stage2 import Stage2, fit_calibration
+from polyroute.learned_router.stage2 import Stage2, fit_calibration, fit_length_prior
 from polyroute.learned_router.trees import TreeEnsemble
 
 
@@ -56,6 +61,13 @@ class TrainConfig:
     stage2_holdout: float = 0.2
     char_weight: float = 1.0
     quality_per_dollar: float = 0.0
+    # with enough distinct ``task`` labels, the stage-2 hold-out takes whole tasks (topics stage 1 never
+    # saw): stage 2 is then chosen, and the length prior weighed, for prompts on unfamiliar topics
+    holdout_by_task: bool = True
+    # weights tried for the length prior added to stage 2 (chosen on a task-disjoint hold-out only)
+    prior_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+    # map the knob to operating points chosen on held-out records (operating.py); off: the router as is
+    operating_points: bool = True
     seed: int = 0
 
 
@@ -169,6 +181,40 @@ def _eligible_mask(matrix: Matrix) -> np.ndarray:
     )
 
 
+def _fit_stage1(x: sp.csr_matrix, y1: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge weights (features, targets) as float32 and intercepts, one alpha per target."""
+    coef = np.zeros((x.shape[1], y1.shape[1]), dtype=np.float32)
+    intercept = np.zeros(y1.shape[1])
+    for alpha in np.unique(alphas):
+        cols = np.flatnonzero(alphas == alpha)
+        r = _ridge(float(alpha)).fit(x, y1[:, cols])
+        coef[:, cols] = np.asarray(r.coef_, dtype=np.float32).reshape(len(cols), -1).T
+        intercept[cols] = np.asarray(r.intercept_, dtype=np.float64).reshape(len(cols))
+    return coef, intercept
+
+
+def _holdout_groups(matrix: Matrix, cfg: TrainConfig) -> np.ndarray | None:
+    """Task labels for a task-disjoint hold-out, or None (not asked for, or too few distinct tasks)."""
+    if not cfg.holdout_by_task:
+        return None
+    tasks = np.array(matrix.tasks)
+    return tasks if len(set(matrix.tasks)) >= 2 * cfg.inner_folds and all(matrix.tasks) else None
+
+
+def _holdout(n: int, share: float, groups: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hold-out, fit) indices; with groups, whole groups go to the hold-out until it has ``share``."""
+    rng = np.random.default_rng(seed)
+    n_hold = max(1, int(n * share))
+    if groups is None:
+        perm = rng.permutation(n)
+        return perm[:n_hold], perm[n_hold:]
+    names = rng.permutation(np.unique(groups))
+    sizes = np.array([np.sum(groups == g) for g in names])
+    chosen = names[: int(np.searchsorted(np.cumsum(sizes), n_hold)) + 1]
+    mask = np.isin(groups, chosen)
+    return np.flatnonzero(mask), np.flatnonzero(~mask)
+
+
 def train(
     matrix: Matrix,
     config: TrainConfig | None = None,
@@ -199,6 +245,7 @@ def train(
     alphas = np.full(m + 1, cfg.alphas[len(cfg.alphas) // 2])
     oof: np.ndarray | None = None
     cv_error: dict[str, list[float]] = {}
+    groups = _holdout_groups(matrix, cfg)
     if folds >= 2:
         splits = list(KFold(folds, shuffle=True, random_state=cfg.seed).split(np.arange(n)))
         oof_by_alpha: list[np.ndarray] = []
@@ -212,18 +259,7 @@ def train(
         best = np.argmin(errors, axis=0)
         alphas = np.array([cfg.alphas[i] for i in best])
         oof = np.column_stack([oof_by_alpha[best[j]][:, j] for j in range(m + 1)])
-    coef_rows = []
-    intercepts = []
-    for alpha in np.unique(alphas):
-        cols = np.flatnonzero(alphas == alpha)
-        r = _ridge(float(alpha)).fit(x, y1[:, cols])
-        coef_rows.append((cols, np.asarray(r.coef_, dtype=np.float32).reshape(len(cols), -1)))
-        intercepts.append((cols, np.asarray(r.intercept_, dtype=np.float64).reshape(len(cols))))
-    coef = np.zeros((x.shape[1], m + 1), dtype=np.float32)
-    intercept = np.zeros(m + 1)
-    for (cols, c), (_, b) in zip(coef_rows, intercepts, strict=True):
-        coef[:, cols] = c.T
-        intercept[cols] = b
+    coef, intercept = _fit_stage1(x, y1, alphas)
     info: dict[str, object] = {
         "records": n,
         "alphas": [float(a) for a in alphas],
@@ -232,6 +268,8 @@ def train(
 
     # ---- stage 2: pick a kind by the routing figure on held-out training records
     stage2 = Stage2("linear")
+    # records' indices and stage-2 predictions from models that did not learn from those records
+    held: tuple[np.ndarray, np.ndarray] | None = None
     eligible = _eligible_mask(matrix)
     big = n >= cfg.gbm_min_records
     kinds = [k for k in (cfg.big_kinds if big else cfg.small_kinds) if big or k in ("linear", "calibrated")]
@@ -239,24 +277,40 @@ def train(
     if oof is not None and n >= cfg.calibrate_min_records:
         gbm_plan: list[tuple[int, int]] = []
         need_trees = "gbm" in kinds or "blend" in kinds
+        prior = fit_length_prior(dense, quality)
+        prior_weight = 0.0
         if big:
             # big data: one hold-out split is precise enough, and trees are too slow to cross-validate;
             # it also fixes the trees' size and length for the final fit
-            perm = np.random.default_rng(cfg.seed).permutation(n)
-            n_hold = max(1, int(n * cfg.stage2_holdout))
-            hold, fit_idx = perm[:n_hold], perm[n_hold:]
+            hold, fit_idx = _holdout(n, cfg.stage2_holdout, groups, cfg.seed)
+            if groups is None:
+                s1_hold = oof[hold]
+            else:
+                # the hold-out's topics must be new to stage 1 too, as a new topic is in service
+                h_coef, h_intercept = _fit_stage1(x[fit_idx], y1[fit_idx], alphas)
+                s1_hold = np.asarray(x[hold] @ h_coef) + h_intercept
             calib = fit_calibration(oof[fit_idx], dense[fit_idx], quality[fit_idx])
             trees: list[TreeEnsemble] | None = None
             gap_trees: TreeEnsemble | None = None
             if need_trees:
                 trees, gap_trees, gbm_plan = _fit_gbm(dense[fit_idx], oof[fit_idx], quality[fit_idx], strong,
-                                                      cfg, holdout=(dense[hold], oof[hold], quality[hold]))
-            scores = {
-                k: _routing_score(
-                    Stage2(k, calib=calib, trees=trees, gap_trees=gap_trees).predict(oof[hold], dense[hold], strong)[0],
-                    quality[hold], matrix.cost[hold], strong, eligible)
-                for k in kinds
-            } if len(kinds) > 1 else {kinds[0]: float("nan")}
+                                                      cfg, holdout=(dense[hold], s1_hold, quality[hold]))
+            hold_prior = fit_length_prior(dense[fit_idx], quality[fit_idx])
+
+            def hold_score(kind: str, weight: float) -> float:
+                s2 = Stage2(kind, calib=calib, trees=trees, gap_trees=gap_trees, prior=hold_prior,
+                            prior_weight=weight)
+                pred = s2.predict(s1_hold, dense[hold], strong)[0]
+                return _routing_score(pred, quality[hold], matrix.cost[hold], strong, eligible)
+
+            scores = {k: hold_score(k, 0.0) for k in kinds} if len(kinds) > 1 else {kinds[0]: float("nan")}
+            if groups is not None:
+                # how far to lean on the length prior where the text is unfamiliar: judged on topics
+                # stage 1 never saw (text predictions shrink there, so the prior weighs more)
+                best_kind = max(scores, key=lambda k: scores[k])
+                by_weight = {w: hold_score(best_kind, w) for w in cfg.prior_weights}
+                prior_weight = max(by_weight, key=lambda w: (by_weight[w], -w))
+                info["prior_inner_score"] = {str(w): round(v, 6) for w, v in by_weight.items()}
         else:
             # small data: cross-validate the (cheap) calibration over the out-of-fold predictions
             preds = {"linear": Stage2("linear").predict(oof, dense, strong)[0]}
@@ -272,14 +326,21 @@ def train(
             )
         kind = max(scores, key=lambda k: scores[k])
         info["stage2_inner_score"] = {k: round(v, 6) for k, v in scores.items()}
+        if big:
+            held = (hold, Stage2(kind, calib=calib, trees=trees, gap_trees=gap_trees, prior=hold_prior,
+                                 prior_weight=prior_weight).predict(s1_hold, dense[hold], strong)[0])
+        elif kind in preds:
+            held = (np.arange(n), preds[kind])
         final_calib = fit_calibration(oof, dense, quality) if kind in ("calibrated", "blend") else None
         final_trees: list[TreeEnsemble] | None = None
         final_gap: TreeEnsemble | None = None
         if kind in ("gbm", "blend"):
             final_trees, final_gap, _ = _fit_gbm(dense, oof, quality, strong, cfg, plan=gbm_plan)
             info["gbm"] = [{"max_leaf_nodes": lv, "iterations": it} for lv, it in gbm_plan]
-        stage2 = Stage2(kind, calib=final_calib, trees=final_trees, gap_trees=final_gap)
+        stage2 = Stage2(kind, calib=final_calib, trees=final_trees, gap_trees=final_gap, prior=prior,
+                        prior_weight=prior_weight)
     info["stage2"] = stage2.kind
+    info["prior_weight"] = stage2.prior_weight
 
     router = LearnedRouter(
         models=list(matrix.models),
@@ -295,6 +356,15 @@ def train(
         default_quality_per_dollar=cfg.quality_per_dollar,
         info=info,
     )
+    if held is not None and cfg.operating_points:
+        idx, pred = held
+        router.operating = fit_operating_points(
+            pred, router.predict_cost([matrix.prompts[i] for i in idx]), quality[idx], matrix.cost[idx], eligible
+        )
+        info["operating_points"] = [
+            f"every prompt to {matrix.models[k]}" if k >= 0 else f"router at {lam:.4g}/USD"
+            for k, lam in zip(router.operating.model, router.operating.router_lambda, strict=True)
+        ]
     # calibrate the two-candidate threshold knob on the training prompts' score distribution
     router.strong_share_thresholds = np.quantile(router.strong_scores_from(counts, dense), np.linspace(0, 1, 101))
     info["config"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}

@@ -70,6 +70,7 @@ def run_server(
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         uvicorn.run(APP, **kwargs)  # type: ignore[arg-type]
         return 0
+    from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors.multiprocess import Multiprocess
 
     class Supervisor(Multiprocess):
@@ -96,7 +97,13 @@ def run_server(
     params = inspect.signature(Multiprocess.__init__).parameters
     if "target" in params:  # uvicorn < 0.34
         server = uvicorn.Server(config)
-        Supervisor(config, target=server.run, sockets=[sock]).run()  # type: ignore[call-arg]
+        sup = Supervisor(config, target=server.run, sockets=[sock])  # type: ignore[call-arg]
     else:
-        Supervisor(config, sockets=[sock]).run()
+        sup = Supervisor(config, sockets=[sock])
+    sup.run()
+    # A worker that could not start (e.g. its database unreachable) makes the supervisor stop:
+    # exit with that worker's status, as a single worker does, so that a service manager sees a
+    # failure and restarts the gateway (systemd Restart=on-failure), instead of a clean exit 0.
+    if any(getattr(p, "exitcode", None) == STARTUP_FAILURE for p in sup.processes):
+        return STARTUP_FAILURE
     return 0

@@ -5,11 +5,6 @@ access log."""
 from __future__ import annotations
 
 import logging
-import os
-import re
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 import urllib.error
@@ -22,39 +17,15 @@ import pytest
 
 from polyroute.emulators.behaviour import Behaviour
 from polyroute.emulators.testing import EmulatorServer
-from tests.helpers.gateway import RunningGateway, free_port, run_gateway
+from tests.helpers.gateway import RunningGateway, run_gateway
+from tests.helpers.nginx import nginx_binary, run_nginx
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
-def nginx_conf_from_doc(d: Path, listen: int, upstream: int) -> str:
-    text = DOC.read_text()
-    block = re.search(r"```nginx\n(.*?)```", text, re.S)
-    assert block, "docs/operations.md has no nginx example"
-    conf = block.group(1)
-    conf = conf.replace("listen 443 ssl;", f"listen 127.0.0.1:{listen};")
-    lines = [line for line in conf.splitlines() if not re.search(r"ssl_certificate|http2 on;", line)]
-    servers = [i for i, line in enumerate(lines) if line.strip().startswith("server 10.0.0.")]
-    assert servers, "the example's upstream block changed"
-    lines[servers[0]] = f"    server 127.0.0.1:{upstream} max_fails=0;"
-    for i in reversed(servers[1:]):
-        del lines[i]
-    body = "\n".join(lines).replace("allow 10.0.0.0/24;", "allow 127.0.0.1;")
-    return (
-        f"worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n"
-        f"events {{ worker_connections 256; }}\nhttp {{\n  access_log off;\n"
-        f"  client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f;\n"
-        f"  uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n{body}\n}}\n"
-    )
-
-
 @pytest.fixture
 def nginx_in_front(openai_emulator: EmulatorServer) -> Iterator[tuple[str, RunningGateway]]:
-    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("nginx is not installed (scripts/setup --system installs it)")
-        pytest.skip("nginx is not installed")
+    nginx_binary()  # skip before starting anything when nginx is missing
     cfg = f"""
 providers:
   up: {{type: openai, base_url: '{openai_emulator.sdk_base_url}', api_key: sk-upstream-0123456789}}
@@ -62,29 +33,8 @@ models:
   m: {{deployments: [{{provider: up, model: gpt-4o-mini}}]}}
 ops: {{logging: {{access_log: true}}}}
 """
-    with run_gateway(cfg) as g, tempfile.TemporaryDirectory(prefix="polyroute-ops-nginx-") as tmp:
-        d = Path(tmp)
-        os.chmod(d, 0o755)  # nginx workers may run as another user
-        port = free_port()
-        conf = d / "nginx.conf"
-        conf.write_text(nginx_conf_from_doc(d, port, g.port))
-        proc = subprocess.Popen([binary, "-p", str(d), "-c", str(conf), "-e", str(d / "error.log")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 15
-            while not (d / "nginx.pid").exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode() if proc.stderr else ""
-                    pytest.fail(f"nginx did not start: {err}")
-                time.sleep(0.02)
-            yield f"http://127.0.0.1:{port}", g
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+    with run_gateway(cfg) as g, run_nginx(DOC, [g.port]) as base:
+        yield base, g
 
 
 class Lines(logging.Handler):
