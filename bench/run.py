@@ -36,7 +36,8 @@ import setup_env  # noqa: E402
 import targets  # noqa: E402
 import upstream  # noqa: E402
 
-ROWS = ["direct", "polyroute", "polyroute-messages", "polyroute-governed", "polyroute-2w", "litellm", "portkey"]
+ROWS = ["direct", "polyroute", "polyroute-messages", "polyroute-governed", "polyroute-governed-pg", "polyroute-2w",
+        "litellm", "portkey"]
 SERVER_CPUS = "0"  # the system under test gets core 0 ...
 SIDE_CPUS = "1"  # ... nginx and wrk share core 1
 
@@ -140,10 +141,15 @@ def main() -> int:
         running.append(r)
         return r
 
-    def polyroute(name: str, workers: int, governed: bool, with_messages: bool) -> Callable[[], list[measure.Target]]:
+    def polyroute(name: str, workers: int, governed: bool, with_messages: bool,
+                  shared: bool = False) -> Callable[[], list[measure.Target]]:
         def start() -> list[measure.Target]:
             cpus = SERVER_CPUS if workers == 1 else "0,1"
-            r = targets.start_polyroute(up, work, name, workers, governed, cpus)
+            stores = targets.start_shared_stores(work) if shared else None
+            if stores is not None:
+                running.append(stores)  # type: ignore[arg-type]
+            r = targets.start_polyroute(up, work, name, workers, governed, cpus,
+                                        stores.urls if stores is not None else None)
             running.append(r)
             out = [target_of(name, r, cores=len(cpus.split(",")))]
             if with_messages:
@@ -162,6 +168,8 @@ def main() -> int:
         systems.append((["polyroute"], polyroute("polyroute", 1, False, "polyroute-messages" in rows)))
     if "polyroute-governed" in rows:
         systems.append((["polyroute-governed"], polyroute("polyroute-governed", 1, True, False)))
+    if "polyroute-governed-pg" in rows:
+        systems.append((["polyroute-governed-pg"], polyroute("polyroute-governed-pg", 1, True, False, shared=True)))
     if "polyroute-2w" in rows:
         systems.append((["polyroute-2w"], polyroute("polyroute-2w", 2, False, False)))
     if "litellm" in rows:

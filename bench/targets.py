@@ -105,7 +105,7 @@ def verify(r: Running, path: str = CHAT, anthropic: bool = False) -> None:
 
 # --- polyroute ------------------------------------------------------------------------------------
 
-def polyroute_config(up: Upstream, workdir: Path, governed: bool) -> dict[str, object]:
+def polyroute_config(up: Upstream, workdir: Path, governed: bool, shared: tuple[str, str] | None = None) -> dict[str, object]:
     def provider(url: str) -> dict[str, object]:
         return {"type": "openai", "base_url": url + "/v1", "api_key": "sk-bench"}
 
@@ -124,17 +124,20 @@ def polyroute_config(up: Upstream, workdir: Path, governed: bool) -> dict[str, o
         cfg["database"] = {"url": f"sqlite:///{workdir / 'polyroute-bench.db'}"}
         cfg["ledger"] = {"enabled": True}
         cfg["governance"] = {"require_keys": True}
+        if shared is not None:  # (PostgreSQL DSN, Redis URL): the several-instances set-up
+            cfg["database"] = {"url": shared[0]}
+            cfg["governance"] = {"require_keys": True, "counters": "redis", "redis_url": shared[1]}
     return cfg
 
 
 def start_polyroute(up: Upstream, workdir: Path, name: str, workers: int, governed: bool,
-                    cpus: str) -> Running:
+                    cpus: str, shared: tuple[str, str] | None = None) -> Running:
     if not POLYROUTE.exists():
         raise Skip(f"{POLYROUTE} not found (is polyroute installed in the venv?)")
     cfg_path = workdir / f"{name}.yaml"
     if governed:
         (workdir / "polyroute-bench.db").unlink(missing_ok=True)
-    cfg_path.write_text(yaml.safe_dump(polyroute_config(up, workdir, governed), sort_keys=False))
+    cfg_path.write_text(yaml.safe_dump(polyroute_config(up, workdir, governed, shared), sort_keys=False))
     port = free_port()
     log = workdir / f"{name}.log"
     proc = _spawn([str(POLYROUTE), "serve", "--config", str(cfg_path), "--host", "127.0.0.1", "--port", str(port),
@@ -163,6 +166,48 @@ def start_polyroute(up: Upstream, workdir: Path, name: str, workers: int, govern
         r.stop()
         raise
     return r
+
+
+class SharedStores:
+    """A private PostgreSQL and Redis (tests/helpers/services.py) for the governed-pg row; they run
+    on the side CPU with nginx and wrk, as they would on their own hosts."""
+
+    def __init__(self, workdir: Path) -> None:
+        import contextlib
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.helpers.services import ServiceUnavailable, postgres_server, redis_server
+
+        self._stack = contextlib.ExitStack()
+        try:
+            pg = self._stack.enter_context(postgres_server())
+            rs = self._stack.enter_context(redis_server())
+        except (ServiceUnavailable, OSError, RuntimeError) as e:
+            self._stack.close()
+            raise Skip(f"PostgreSQL/Redis: {e}") from None
+        self.urls = (pg.create_database("bench"), rs.url)
+        for pid in _pids_under(pg.root) + ([rs.proc.pid] if getattr(rs, "proc", None) else []):
+            subprocess.run(["taskset", "-a", "-c", "-p", "1", str(pid)], capture_output=True, check=False)
+
+    def stop(self) -> None:
+        self._stack.close()
+
+
+def _pids_under(root: Path) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if str(root) in (p / "cmdline").read_bytes().decode(errors="replace"):
+                    out.append(int(p.name))
+            except OSError:
+                continue
+    return out
+
+
+def start_shared_stores(workdir: Path) -> SharedStores:
+    return SharedStores(workdir)
 
 
 # --- LiteLLM --------------------------------------------------------------------------------------

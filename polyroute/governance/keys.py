@@ -142,6 +142,8 @@ def limits_dict(lim: Limits) -> dict[str, object]:
     }
 
 
+# The largest rpm / tpm both databases store (64-bit integers).
+MAX_LIMIT = 2**63 - 1
 LIMIT_FIELDS = ("allowed_models", "budget_daily", "budget_monthly", "budget_mode", "rpm", "tpm")
 
 
@@ -166,7 +168,7 @@ def check_limits(values: dict[str, object]) -> dict[str, object]:
                 raise ValueError(f"'{k}' must be a number of USD >= 0")
             out[k] = float(v)
         else:
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"'{k}' must be a whole number >= 1")
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_LIMIT:
+                raise ValueError(f"'{k}' must be a whole number from 1 to {MAX_LIMIT}")
             out[k] = v
     return out
