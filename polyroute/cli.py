@@ -43,7 +43,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     log_format = resolve_format(args.log_format, cfg.ops.logging.format if cfg.ops is not None else None)
     return run_server(
-        host=host, port=port, workers=workers, log_level=args.log_level, log_format=log_format, graceful_timeout=30
+        host=host, port=port, workers=workers, log_level=args.log_level, log_format=log_format, graceful_timeout=30,
+        keep_alive=cfg.server.keep_alive_timeout,
     )
 
 

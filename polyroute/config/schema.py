@@ -197,6 +197,10 @@ class ServerConfig(C):
     workers: int = 1
     max_body_bytes: int = 10 * 1024 * 1024
     master_key: str | None = None
+    # Seconds an idle client connection stays open. Longer than a load balancer's own idle timeout
+    # (nginx upstream keepalive_timeout and cloud balancers: 60 s), so the balancer closes first
+    # and never sends a request on a connection the gateway is closing (a 502).
+    keep_alive_timeout: PosFloat = 75.0
 
 
 class Config(C):

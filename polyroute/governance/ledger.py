@@ -279,5 +279,10 @@ class LedgerWriter:
         if left:
             self.spool.append([b[0] for b in left])
             self.spooled += len(left)
+        if self.spool.pending():
+            # Rows spooled during a database hiccup just before the stop: one bounded attempt to
+            # put them in the database now, rather than at the next start on this disk.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.replay(), self.write_timeout)
         self.spool.rotate()
         self._idle.set()

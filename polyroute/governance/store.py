@@ -6,6 +6,7 @@ same data whichever database is configured.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -30,6 +31,28 @@ _INSERT_ATTEMPT = (
     f"INSERT INTO ledger_attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))}) "
     "ON CONFLICT (request_id, n) DO NOTHING"
 )
+
+
+# SQLite inserts go in statements of this many rows: one sqlite3_step per statement instead of
+# one per row. aiosqlite's thread releases the GIL only inside a step and takes it back after
+# each, and every such hand-over can keep the event loop waiting for the CPU (docs/performance.md).
+SQLITE_ROWS_PER_STATEMENT = 32
+
+
+def _multi_row(sql: str, width: int, n: int) -> str:
+    """`INSERT ... VALUES (?, ...)` of one row made into n rows."""
+    one = "(" + ", ".join("?" * width) + ")"
+    head, _, tail = sql.partition(one)
+    return head + ", ".join([one] * n) + tail
+
+
+async def _insert_chunked(c: Any, sql: str, width: int, rows: list[tuple[object, ...]]) -> None:
+    step = SQLITE_ROWS_PER_STATEMENT
+    full = _multi_row(sql, width, step)
+    for i in range(0, len(rows), step):
+        chunk = rows[i : i + step]
+        flat = list(itertools.chain.from_iterable(chunk))
+        await c.execute(full if len(chunk) == step else _multi_row(sql, width, len(chunk)), flat)
 
 
 def utc_day(ts: float) -> str:
@@ -192,9 +215,9 @@ class Store:
                 "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM ledger), (SELECT COALESCE(MAX(rowid), 0) FROM ledger_attempts)"
             )
             last, last_attempt = marks[0]
-            await c.executemany(_INSERT_LEDGER, values)
+            await _insert_chunked(c, _INSERT_LEDGER, len(LEDGER_COLUMNS), values)
             if attempts:
-                await c.executemany(_INSERT_ATTEMPT, attempts)
+                await _insert_chunked(c, _INSERT_ATTEMPT, len(ATTEMPT_COLUMNS), attempts)
             for sql in rollup.SQLITE_LEDGER:
                 await c.execute(sql, (last,))
             if attempts:

@@ -43,7 +43,8 @@ def prepare_multiprocess_metrics() -> str:
 
 
 def run_server(
-    *, host: str, port: int, workers: int, log_level: str, log_format: str, graceful_timeout: int = 30
+    *, host: str, port: int, workers: int, log_level: str, log_format: str, graceful_timeout: int = 30,
+    keep_alive: float = 75.0,
 ) -> int:
     import uvicorn
 
@@ -64,6 +65,7 @@ def run_server(
         log_config=log_config(log_format, log_level),
         # Open streams get this long to finish after SIGTERM (docs/operations.md#shutdown).
         timeout_graceful_shutdown=graceful_timeout,
+        timeout_keep_alive=keep_alive,
     )
     if workers <= 1:
         # SIGHUP's default action ends the process: ignore it until the app's handler is in place.
