@@ -23,21 +23,12 @@ from polyroute.core.policy import Policy
 from polyroute.emulators import Behaviour, EmulatorServer
 from polyroute.routing.planner import Router
 from polyroute.routing.state import CLOSED, OPEN
+from tests.helpers.clock import Clock
 from tests.helpers.gateway import RunningGateway, run_gateway
 
 pytestmark = pytest.mark.integration
 
 MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello there"}]
-
-
-class Clock:
-    """The gateway's routing clock, moved by the test (a float is read atomically)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Recorder(Policy):

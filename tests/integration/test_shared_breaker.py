@@ -26,22 +26,13 @@ from openai.types.chat import ChatCompletionMessageParam
 from polyroute.emulators import Behaviour, EmulatorServer
 from polyroute.routing.redis_state import RedisState, SharedBreaker, SharedLatency
 from polyroute.routing.state import CLOSED, HALF_OPEN, OPEN
+from tests.helpers.clock import Clock
 from tests.helpers.gateway import RunningGateway, run_gateway
 from tests.helpers.services import ServiceUnavailable, redis, redis_server, redis_url  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
 MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello there"}]
-
-
-class Clock:
-    """The routing clock of both gateways, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def wait_for(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
