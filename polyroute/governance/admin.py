@@ -12,8 +12,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-import orjson
-
 from polyroute.core import errors as e
 from polyroute.governance.keys import (
     Key,
@@ -30,7 +28,7 @@ from polyroute.governance.policy import Governance
 from polyroute.governance.reports import dependency_report, parse_time, spend_report
 from polyroute.governance.store import SPEND_BY, limits_with
 from polyroute.inbound.openai_chat import error_body
-from polyroute.server.http import Receive, Scope, Send, read_body, send_json
+from polyroute.server.http import Receive, Scope, Send, read_json_object, send_json
 
 log = logging.getLogger("polyroute.admin")
 
@@ -74,14 +72,7 @@ class AdminAPI:
                     raise e.AuthenticationFailed("the admin API needs the master key (Authorization: Bearer ...)")
                 args = _query(scope)
                 if method == "POST":
-                    body = await read_body(scope, receive, MAX_BODY)
-                    try:
-                        parsed = orjson.loads(body or b"{}")
-                    except orjson.JSONDecodeError:
-                        raise e.InvalidRequest("the body must be a JSON object") from None
-                    if not isinstance(parsed, dict):
-                        raise e.InvalidRequest("the body must be a JSON object")
-                    args.update(parsed)
+                    args.update(await read_json_object(scope, receive, MAX_BODY))
                 detail = _audit_detail(args)
                 action, target, result = await fn(scope, args)
                 await self._audit("master", action or action_name, target, detail, source)

@@ -70,6 +70,19 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+async def read_json_object(scope: Scope, receive: Receive, limit: int) -> dict[str, Any]:
+    """A request body that must be a JSON object (an empty body is {}): the admin API's and the
+    dashboard's bodies."""
+    raw = await read_body(scope, receive, limit)
+    try:
+        parsed = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("the body must be a JSON object") from None
+    if not isinstance(parsed, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return parsed
+
+
 async def send_bytes(send: Send, status: int, body: bytes, headers: Headers) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

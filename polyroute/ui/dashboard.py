@@ -15,8 +15,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from polyroute.core import errors as e
 from polyroute.governance.limits import period_starts
 from polyroute.governance.policy import Governance, vendor_of_provider
@@ -28,7 +26,7 @@ from polyroute.server.http import (
     Scope,
     Send,
     header,
-    read_body,
+    read_json_object,
     send_bytes,
 )
 from polyroute.ui import admin_ops, live, queries, reports
@@ -165,7 +163,7 @@ class Dashboard:
             try:
                 body: dict[str, Any] = {}
                 if scope["method"] == "POST":
-                    body = await _json_body(scope, receive)
+                    body = await read_json_object(scope, receive, MAX_BODY)
                 result = await fn(s, query(scope), body, scope)
                 await send_json(send, 200, result)
             except e.GatewayError as err:
@@ -232,7 +230,7 @@ class Dashboard:
                              [(b"retry-after", str(int(wait) + 1).encode())])  # fmt: skip
             return
         try:
-            body = await _json_body(scope, receive, 8192)
+            body = await read_json_object(scope, receive, 8192)
         except e.GatewayError as err:
             await send_error(send, err.status, err.message, err.code or err.kind)
             return
@@ -473,14 +471,3 @@ class Dashboard:
         if self.gov is None:
             raise Unavailable("governance is not configured (docs/governance.md)")
         return self.gov
-
-
-async def _json_body(scope: Scope, receive: Receive, limit: int = MAX_BODY) -> dict[str, Any]:
-    raw = await read_body(scope, receive, limit)
-    try:
-        parsed = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError:
-        raise e.InvalidRequest("the body must be a JSON object") from None
-    if not isinstance(parsed, dict):
-        raise e.InvalidRequest("the body must be a JSON object")
-    return parsed
