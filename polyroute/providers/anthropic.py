@@ -24,7 +24,7 @@ import orjson
 
 from polyroute.core import errors as e
 from polyroute.core import types as t
-from polyroute.providers.base import FLUSH, Capabilities, HTTPProvider
+from polyroute.providers.base import FLUSH, Capabilities, HTTPProvider, tool_arguments
 
 if TYPE_CHECKING:
     from polyroute.config.schema import ProviderConfig
@@ -97,18 +97,6 @@ def image_block(p: t.ImagePart) -> dict[str, Any]:
     return _with_cache({"type": "image", "source": src}, p.cache_control)
 
 
-def tool_input(arguments: str) -> dict[str, Any]:
-    if not arguments.strip():
-        return {}
-    try:
-        value = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        raise e.InvalidRequest(f"tool call arguments are not valid JSON: {arguments[:100]!r}") from None
-    if not isinstance(value, dict):
-        raise e.InvalidRequest(f"tool call arguments must be a JSON object, got {arguments[:100]!r}")
-    return value
-
-
 def _blocks(m: t.Message) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for p in m.content:
@@ -119,7 +107,7 @@ def _blocks(m: t.Message) -> list[dict[str, Any]]:
         elif tp is t.ImagePart:
             out.append(image_block(p))  # type: ignore[arg-type]
         elif tp is t.ToolCall:
-            out.append({"type": "tool_use", "id": p.id, "name": p.name, "input": tool_input(p.arguments)})  # type: ignore[union-attr]
+            out.append({"type": "tool_use", "id": p.id, "name": p.name, "input": tool_arguments(p.arguments)})  # type: ignore[union-attr]
         elif tp is t.Thinking:
             if p.redacted_data is not None:  # type: ignore[union-attr]
                 out.append({"type": "redacted_thinking", "data": p.redacted_data})  # type: ignore[union-attr]

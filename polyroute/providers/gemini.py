@@ -27,7 +27,7 @@ import orjson
 from polyroute.core import errors as e
 from polyroute.core import types as t
 from polyroute.core.tokens import estimate_text
-from polyroute.providers.base import FLUSH, Capabilities, HTTPProvider
+from polyroute.providers.base import FLUSH, Capabilities, HTTPProvider, tool_arguments
 from polyroute.providers.image_fetch import ImageFetcher, allow_private_from_env, parse_data_url
 from polyroute.providers.schema_sanitize import gemini_schema
 
@@ -88,18 +88,6 @@ def tool_call_id(response_id: str, candidate: int, index: int, name: str, args: 
 
 
 # --- request --------------------------------------------------------------------------------
-
-
-def _args(arguments: str) -> dict[str, Any]:
-    if not arguments.strip():
-        return {}
-    try:
-        value = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        raise e.InvalidRequest(f"tool call arguments are not valid JSON: {arguments[:100]!r}") from None
-    if not isinstance(value, dict):
-        raise e.InvalidRequest(f"tool call arguments must be a JSON object, got {arguments[:100]!r}")
-    return value
 
 
 def _image_part(p: t.ImagePart, images: dict[str, tuple[str, str]]) -> dict[str, Any]:
@@ -185,7 +173,7 @@ def contents_to_gemini(
                     parts.append(part)
                 elif isinstance(p, t.ToolCall):
                     names[p.id] = p.name
-                    part = {"functionCall": {"name": p.name, "args": _args(p.arguments)}}
+                    part = {"functionCall": {"name": p.name, "args": tool_arguments(p.arguments)}}
                     sig = p.signature or pending_sig
                     pending_sig = None
                     if sig:
