@@ -135,7 +135,7 @@ def main() -> int:
     }
     # One system may serve several rows (polyroute bare serves /v1/chat/completions and /v1/messages).
     systems: list[tuple[list[str], Callable[[], list[measure.Target]]]] = []
-    running: list[targets.Running] = []
+    running: list[targets.Running | targets.SharedStores] = []
 
     def _keep(r: targets.Running) -> targets.Running:
         running.append(r)
@@ -145,9 +145,9 @@ def main() -> int:
                   shared: bool = False) -> Callable[[], list[measure.Target]]:
         def start() -> list[measure.Target]:
             cpus = SERVER_CPUS if workers == 1 else "0,1"
-            stores = targets.start_shared_stores(work) if shared else None
+            stores = targets.SharedStores() if shared else None
             if stores is not None:
-                running.append(stores)  # type: ignore[arg-type]
+                running.append(stores)
             r = targets.start_polyroute(up, work, name, workers, governed, cpus,
                                         stores.urls if stores is not None else None)
             running.append(r)

@@ -82,6 +82,16 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float = 10) ->
         return 0, str(e).encode()
 
 
+def verified(r: Running) -> Running:
+    """`r` once it answers well-formed requests; stopped (and Skip raised) if it does not."""
+    try:
+        verify(r)
+    except Skip:
+        r.stop()
+        raise
+    return r
+
+
 def verify(r: Running, path: str = CHAT, anthropic: bool = False) -> None:
     """One non-streaming request must come back well-formed, else Skip; a broken stream is noted on `r`."""
     body = payloads.messages_request() if anthropic else payloads.chat_request()
@@ -160,19 +170,14 @@ def start_polyroute(up: Upstream, workdir: Path, name: str, workers: int, govern
         if status not in (401, 403):
             r.stop()
             raise Skip(f"{name}: a request without a key got HTTP {status}; keys are not enforced")
-    try:
-        verify(r)
-    except Skip:
-        r.stop()
-        raise
-    return r
+    return verified(r)
 
 
 class SharedStores:
     """A private PostgreSQL and Redis (tests/helpers/services.py) for the governed-pg row; they run
     on the side CPU with nginx and wrk, as they would on their own hosts."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self) -> None:
         import contextlib
         import sys
 
@@ -187,7 +192,7 @@ class SharedStores:
             self._stack.close()
             raise Skip(f"PostgreSQL/Redis: {e}") from None
         self.urls = (pg.create_database("bench"), rs.url)
-        for pid in _pids_under(pg.root) + ([rs.proc.pid] if getattr(rs, "proc", None) else []):
+        for pid in _pids_under(pg.root) + ([rs.proc.pid] if rs.proc is not None else []):
             subprocess.run(["taskset", "-a", "-c", "-p", "1", str(pid)], capture_output=True, check=False)
 
     def stop(self) -> None:
@@ -204,10 +209,6 @@ def _pids_under(root: Path) -> list[int]:
             except OSError:
                 continue
     return out
-
-
-def start_shared_stores(workdir: Path) -> SharedStores:
-    return SharedStores(workdir)
 
 
 # --- LiteLLM --------------------------------------------------------------------------------------
@@ -248,12 +249,7 @@ def start_litellm(up: Upstream, workdir: Path, cpus: str) -> Running:
         r.stop()
         why = f"exited with code {code}" if code is not None else "not live within 180 s"
         raise Skip(f"litellm: {why}: {_tail(log)}")
-    try:
-        verify(r)
-    except Skip:
-        r.stop()
-        raise
-    return r
+    return verified(r)
 
 
 # --- Portkey --------------------------------------------------------------------------------------
@@ -280,9 +276,4 @@ def start_portkey(up: Upstream, workdir: Path, cpus: str) -> Running:
         if post(r.base + CHAT, payloads.chat_request(), r.headers, timeout=2)[0] == 200:
             break
         time.sleep(0.2)
-    try:
-        verify(r)
-    except Skip:
-        r.stop()
-        raise
-    return r
+    return verified(r)
