@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from polyroute.emulators.testing import EmulatorServer
 from polyroute.governance.policy import Governance
 from polyroute.governance.setup import install_admin
 from tests.helpers.gateway import RunningGateway, run_gateway
@@ -89,14 +90,31 @@ def governed(config: str, **kwargs: Any) -> Iterator[Governed]:
         yield Governed(g)
 
 
-def governance_yaml(db_url: str, spool: Path, *, master: bool = True, extra: str = "") -> str:
-    """The governance sections of a test config (append providers and models)."""
+def governance_yaml(
+    db_url: str, spool: Path, *, master: bool = True, extra: str = "", governance: str = ""
+) -> str:
+    """The governance sections of a test config (append providers and models); `governance` adds
+    fields to the governance section, e.g. "counters: redis, redis_url: '...'"."""
     server = f"server: {{master_key: '{MASTER}'}}\n" if master else ""
+    fields = "key_cache_ttl: 0.2" + (f", {governance}" if governance else "")
     return (
         f"{server}database: {{url: '{db_url}'}}\n"
         f"ledger: {{spool_dir: '{spool}', flush_interval: 0.01}}\n"
-        f"governance: {{key_cache_ttl: 0.2}}\n{extra}"
+        f"governance: {{{fields}}}\n{extra}"
     )
+
+
+def priced_chat_config(emu: EmulatorServer, tmp_path: Path, *, extra: str = "", governance: str = "") -> str:
+    """A governed gateway with one model `chat` on `emu`. Output costs $1000 per million tokens
+    (each output token $0.001) and input nothing, so every answer moves budgets visibly."""
+    return governance_yaml(f"sqlite:///{tmp_path}/g.db", tmp_path / "spool", extra=extra, governance=governance) + f"""
+providers:
+  up: {{type: openai, base_url: '{emu.sdk_base_url}', api_key: sk-upstream}}
+models:
+  chat:
+    retry: {{retries: 0}}
+    deployments: [{{provider: up, model: gpt-4o-mini, input_price: 0, output_price: 1000}}]
+"""
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -15,7 +15,7 @@ from polyroute.emulators.behaviour import Behaviour
 from polyroute.emulators.testing import EmulatorServer
 from polyroute.governance.limits import Subject
 from polyroute.governance.redis_counters import RedisCounters
-from tests.helpers.governance import governance_yaml, governed
+from tests.helpers.governance import governed, priced_chat_config
 from tests.helpers.services import redis, redis_url  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -24,15 +24,7 @@ WALL = 1_767_225_600.0
 
 
 def config(emu: EmulatorServer, tmp_path: Path, extra: str = "") -> str:
-    # Output at $1000 per million tokens: each output token costs $0.001, input is free.
-    return governance_yaml(f"sqlite:///{tmp_path}/g.db", tmp_path / "spool", extra=extra) + f"""
-providers:
-  up: {{type: openai, base_url: '{emu.sdk_base_url}', api_key: sk-upstream}}
-models:
-  chat:
-    retry: {{retries: 0}}
-    deployments: [{{provider: up, model: gpt-4o-mini, input_price: 0, output_price: 1000}}]
-"""
+    return priced_chat_config(emu, tmp_path, extra=extra)
 
 
 async def _fire(base: str, key: str, n: int, **kwargs: Any) -> list[Any]:

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from polyroute.emulators.testing import EmulatorServer
 from polyroute.governance.redis_counters import RedisCounters
-from tests.helpers.governance import Governed, governance_yaml, governed
+from tests.helpers.governance import Governed, governed, priced_chat_config
 from tests.helpers.services import RedisServer, own_redis  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -30,21 +30,10 @@ pytestmark = pytest.mark.integration
 def config(emu: EmulatorServer, tmp_path: Path, redis_url: str, mode: str) -> str:
     # Redis is killed here, so calls fail at once; the long timeout only keeps a loaded test host
     # from switching spuriously (the tests count switches). tests/unit covers a hung Redis.
-    extra = (
-        f"governance: {{key_cache_ttl: 0.2, counters: redis, redis_url: '{redis_url}', redis_unavailable: {mode}, "
-        "redis_timeout: 2}"
-    )
-    # Output at $1000 per million tokens: every answer costs something, so budgets move.
-    return governance_yaml(f"sqlite:///{tmp_path}/g.db", tmp_path / "spool").replace(
-        "governance: {key_cache_ttl: 0.2}", extra
-    ) + f"""
-providers:
-  up: {{type: openai, base_url: '{emu.sdk_base_url}', api_key: sk-upstream}}
-models:
-  chat:
-    retry: {{retries: 0}}
-    deployments: [{{provider: up, model: gpt-4o-mini, input_price: 0, output_price: 1000}}]
-"""
+    return priced_chat_config(
+        emu, tmp_path,
+        governance=f"counters: redis, redis_url: '{redis_url}', redis_unavailable: {mode}, redis_timeout: 2",
+    )  # fmt: skip
 
 
 @dataclass
