@@ -25,6 +25,7 @@ from polyroute.ops.policy import OpsPolicy
 from polyroute.ops.registry import HealthResult, registry_of
 from polyroute.ops.setup import ops_of
 from tests.helpers.gateway import RunningGateway, run_gateway
+from tests.helpers.services import RedisServer, own_redis  # noqa: F401
 
 MASTER = "master-key-0123456789abcdef"
 
@@ -243,30 +244,19 @@ def test_ready_is_degraded_or_unavailable_by_check(gw: RunningGateway, monkeypat
 
 
 def test_ready_degraded_when_redis_is_down(
-    openai_emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    openai_emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own_redis: RedisServer  # noqa: F811
 ) -> None:
-    from tests.helpers.services import ServiceUnavailable, redis_server
-
     monkeypatch.setattr("polyroute.ops.routes.HEALTH_CACHE_SECONDS", 0.0)
-    try:
-        cm = redis_server()
-        rs = cm.__enter__()
-    except ServiceUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        cfg = config(openai_emulator, tmp_path, extra=f"governance: {{counters: redis, redis_url: '{rs.url}'}}")
-        with run_gateway(cfg) as g:
-            ready = json.loads(call("GET", g.base_url + "/health/ready")[2])
-            assert ready["status"] == "ready" and ready["checks"]["redis"]["ok"] is True
-            assert ready["checks"]["database"]["ok"] is True
-            rs.proc.terminate()
-            rs.proc.wait(10)
-            status, _, body = call("GET", g.base_url + "/health/ready")
-            ready = json.loads(body)
-            assert status == 200 and ready["status"] == "degraded"
-            assert ready["checks"]["redis"]["ok"] is False and "redis" in ready["checks"]["redis"]["detail"]
-    finally:
-        cm.__exit__(None, None, None)
+    cfg = config(openai_emulator, tmp_path, extra=f"governance: {{counters: redis, redis_url: '{own_redis.url}'}}")
+    with run_gateway(cfg) as g:
+        ready = json.loads(call("GET", g.base_url + "/health/ready")[2])
+        assert ready["status"] == "ready" and ready["checks"]["redis"]["ok"] is True
+        assert ready["checks"]["database"]["ok"] is True
+        own_redis.stop()
+        status, _, body = call("GET", g.base_url + "/health/ready")
+        ready = json.loads(body)
+        assert status == 200 and ready["status"] == "degraded"
+        assert ready["checks"]["redis"]["ok"] is False and "redis" in ready["checks"]["redis"]["detail"]
 
 
 # --- reload -----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from polyroute.routing.redis_state import RedisState, SharedBreaker, SharedLaten
 from polyroute.routing.state import CLOSED, HALF_OPEN, OPEN
 from tests.helpers.clock import Clock
 from tests.helpers.gateway import RunningGateway, run_gateway
-from tests.helpers.services import ServiceUnavailable, redis, redis_server, redis_url  # noqa: F401
+from tests.helpers.services import RedisServer, own_redis, redis, redis_url  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -216,57 +216,50 @@ def test_the_sync_loop_survives_a_redis_outage(
     anthropic_emulator: EmulatorServer,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
+    own_redis: RedisServer,  # noqa: F811
 ) -> None:
     monkeypatch.setattr("polyroute.ops.routes.HEALTH_CACHE_SECONDS", 0.0)
     caplog.set_level(logging.INFO, logger="polyroute.routing")
-    try:
-        cm = redis_server()
-        rs = cm.__enter__()
-    except ServiceUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        prefix = f"t-{uuid.uuid4().hex[:8]}:"
-        text = config(openai_emulator, anthropic_emulator, prefix)
-        with run_gateway(text, env={"REDIS_URL": rs.url}) as gw:
-            inst = Instance(gw, Clock())
-            state = inst.state
+    prefix = f"t-{uuid.uuid4().hex[:8]}:"
+    text = config(openai_emulator, anthropic_emulator, prefix)
+    with run_gateway(text, env={"REDIS_URL": own_redis.url}) as gw:
+        inst = Instance(gw, Clock())
+        state = inst.state
 
-            def check() -> tuple[int, dict[str, Any]]:
-                try:
-                    with urllib.request.urlopen(gw.base_url + "/health/ready", timeout=10) as r:
-                        status, body = r.status, r.read()
-                except urllib.error.HTTPError as exc:
-                    status, body = exc.code, exc.read()
-                return status, json.loads(body)
+        def check() -> tuple[int, dict[str, Any]]:
+            try:
+                with urllib.request.urlopen(gw.base_url + "/health/ready", timeout=10) as r:
+                    status, body = r.status, r.read()
+            except urllib.error.HTTPError as exc:
+                status, body = exc.code, exc.read()
+            return status, json.loads(body)
 
-            wait_for(lambda: state.connected is True, "first sync")
-            status, ready = check()
-            assert status == 200 and ready["checks"]["routing_state"]["ok"] is True
+        wait_for(lambda: state.connected is True, "first sync")
+        status, ready = check()
+        assert status == 200 and ready["checks"]["routing_state"]["ok"] is True
 
-            rs.stop()
-            wait_for(lambda: state.failures >= 3, "three failed syncs", timeout=20)
-            status, ready = check()
-            assert status == 200 and ready["status"] == "degraded"
-            detail = ready["checks"]["routing_state"]["detail"]
-            assert ready["checks"]["routing_state"]["ok"] is False and "unreachable" in detail
-            down = [r for r in caplog.records if "unreachable" in r.getMessage()]
-            assert len(down) == 1 and down[0].levelno == logging.WARNING  # once per transition
+        own_redis.stop()
+        wait_for(lambda: state.failures >= 3, "three failed syncs", timeout=20)
+        status, ready = check()
+        assert status == 200 and ready["status"] == "degraded"
+        detail = ready["checks"]["routing_state"]["detail"]
+        assert ready["checks"]["routing_state"]["ok"] is False and "unreachable" in detail
+        down = [r for r in caplog.records if "unreachable" in r.getMessage()]
+        assert len(down) == 1 and down[0].levelno == logging.WARNING  # once per transition
 
-            # Requests are served and the local breaker works on its own meanwhile.
-            openai_emulator.set_behaviour(Behaviour.error(500))
-            for _ in range(3):
-                assert inst.chat()["x-polyroute-deployment"] == "fallback"
-            assert inst.breaker_state("primary") == OPEN
+        # Requests are served and the local breaker works on its own meanwhile.
+        openai_emulator.set_behaviour(Behaviour.error(500))
+        for _ in range(3):
+            assert inst.chat()["x-polyroute-deployment"] == "fallback"
+        assert inst.breaker_state("primary") == OPEN
 
-            rs.start()
-            wait_for(lambda: state.connected is True, "sync after the outage", timeout=20)
-            assert state._task is not None and not state._task.done()
-            status, ready = check()
-            assert status == 200 and ready["checks"]["routing_state"]["ok"] is True
-            assert len([r for r in caplog.records if "reachable again" in r.getMessage()]) == 1
-            # The breaker record queued during the outage reached Redis once it was back.
-            client = redis_sync.Redis.from_url(rs.url)
-            wait_for(lambda: client.hget(f"{prefix}breaker:primary", "state") == b"open", "the queued record")
-            assert client.hget(f"{prefix}breaker:primary", "by") == state.instance.encode()
-    finally:
-        cm.__exit__(None, None, None)
+        own_redis.start()
+        wait_for(lambda: state.connected is True, "sync after the outage", timeout=20)
+        assert state._task is not None and not state._task.done()
+        status, ready = check()
+        assert status == 200 and ready["checks"]["routing_state"]["ok"] is True
+        assert len([r for r in caplog.records if "reachable again" in r.getMessage()]) == 1
+        # The breaker record queued during the outage reached Redis once it was back.
+        client = redis_sync.Redis.from_url(own_redis.url)
+        wait_for(lambda: client.hget(f"{prefix}breaker:primary", "state") == b"open", "the queued record")
+        assert client.hget(f"{prefix}breaker:primary", "by") == state.instance.encode()
