@@ -40,10 +40,10 @@ def run_task(data_dir: Path, task: str, cfg: TrainConfig) -> dict[str, Any]:
     }
     for name in ("router", "static_mix", "random", "oracle"):
         row[name] = {k: cq[name][k] for k in ("aiq", "cost_to_match_best_single", "max_quality")}
-    row["router_beats_static_aiq"] = cq["router"]["aiq"] >= cq["static_mix"]["aiq"]
+    row["router_aiq_at_least_static"] = cq["router"]["aiq"] >= cq["static_mix"]["aiq"]
     r_cost = cq["router"]["cost_to_match_best_single"]
     s_cost = cq["static_mix"]["cost_to_match_best_single"]
-    row["router_cheaper_to_match_best_single"] = r_cost is not None and r_cost <= s_cost
+    row["router_cost_to_best_at_most_static"] = r_cost is not None and r_cost <= s_cost
     return row
 
 
