@@ -32,8 +32,14 @@ from polyroute.governance.store import Store
 
 log = logging.getLogger("polyroute.ledger")
 
-# A submitted row, its ledger values and its attempts' values.
-Queued = tuple[LedgerRow, tuple[object, ...], list[tuple[object, ...]]]
+# A submitted row as its ledger values and its attempts' values: tuples of plain values, which the
+# garbage collector stops tracking, so a long queue costs collections nothing (a queue of row
+# objects made every collection walk it: ~25 µs per request at 5,000 requests/s).
+Queued = tuple[tuple[object, ...], tuple[tuple[object, ...], ...]]
+
+
+def _rows(batch: Sequence[Queued]) -> list[LedgerRow]:
+    return [LedgerRow.from_values(v, a) for v, a in batch]
 
 
 class Spool:
@@ -90,16 +96,21 @@ class Spool:
         return n
 
     @staticmethod
-    def read(path: Path) -> list[LedgerRow]:
-        rows = []
-        for i, line in enumerate(path.read_bytes().splitlines()):
+    def read_some(f: IO[bytes], n: int) -> list[LedgerRow]:
+        """Up to `n` rows from where `f` is: a segment is replayed a batch at a time, so a long
+        outage's spool never sits in memory whole (nor its rows in the collector's generations)."""
+        rows: list[LedgerRow] = []
+        while len(rows) < n:
+            line = f.readline()
+            if not line:
+                break
             if not line.strip():
                 continue
             try:
                 rows.append(decode_row(line))
             except msgspec.DecodeError:
                 # A line cut short by a crash mid-write: everything before it is whole.
-                log.warning("ledger spool %s: skipping unreadable line %d", path.name, i + 1)
+                log.warning("ledger spool %s: skipping an unreadable line", Path(f.name).name)
         return rows
 
 
@@ -151,7 +162,7 @@ class LedgerWriter:
             if self.overflowed == 1 or self.overflowed % 1000 == 0:
                 log.warning("ledger queue full: %d row(s) written to the spool directly", self.overflowed)
         else:
-            self._q.append((row, row.ledger_values(), row.attempt_values()))
+            self._q.append((row.ledger_values(), row.attempt_values()))
             self._idle.clear()
         self._wake.set()
 
@@ -195,14 +206,13 @@ class LedgerWriter:
                 return
             try:
                 await asyncio.wait_for(
-                    self.store.insert_ledger([b[0] for b in batch], [b[1] for b in batch],
-                                             [a for b in batch for a in b[2]]),
+                    self.store.insert_values([b[0] for b in batch], [a for b in batch for a in b[1]]),
                     self.write_timeout,
                 )  # fmt: skip
             except asyncio.CancelledError:
                 # Stopped mid-write: the batch may or may not be committed; keep it (replays are
                 # idempotent, so a row that did reach the database is not counted twice).
-                self.spool.append([b[0] for b in batch])
+                self.spool.append(_rows(batch))
                 self.spooled += len(batch)
                 raise
             except Exception as exc:
@@ -225,7 +235,7 @@ class LedgerWriter:
 
     async def _to_spool(self, batch: list[Queued]) -> None:
         if batch:
-            await asyncio.to_thread(self.spool.append, [b[0] for b in batch])
+            await asyncio.to_thread(self.spool.append, _rows(batch))
             self.spooled += len(batch)
 
     async def replay(self) -> int:
@@ -234,7 +244,7 @@ class LedgerWriter:
         done = 0
         for path in self.spool.segments():
             try:
-                f = open(path, "rb")  # noqa: ASYNC230 - a local file, opened only to take its lock
+                f = open(path, "rb")  # noqa: ASYNC230 - a local file: opened here, read in a thread
             except FileNotFoundError:
                 continue  # another process replayed it
             try:
@@ -244,11 +254,14 @@ class LedgerWriter:
                     continue  # being written or replayed by another process
                 if not path.exists():
                     continue
-                rows = await asyncio.to_thread(Spool.read, path)
-                for i in range(0, len(rows), self.batch_size):
-                    await asyncio.wait_for(self.store.insert_ledger(rows[i : i + self.batch_size]), self.write_timeout)
+                n = 0
+                while rows := await asyncio.to_thread(Spool.read_some, f, self.batch_size):
+                    # A replay stopped half-way is taken up again from the start: inserts are
+                    # idempotent, so the rows already in add nothing.
+                    await asyncio.wait_for(self.store.insert_ledger(rows), self.write_timeout)
+                    n += len(rows)
                 path.unlink(missing_ok=True)
-                done += len(rows)
+                done += n
             except Exception as exc:
                 log.warning("ledger spool replay stopped (%s); will retry", type(exc).__name__)
                 self._degraded_until = time.monotonic() + self.retry_interval
@@ -277,7 +290,7 @@ class LedgerWriter:
         # Whatever is left (rows queued after the writer stopped) goes to disk.
         left = self._take(len(self._q))
         if left:
-            self.spool.append([b[0] for b in left])
+            self.spool.append(_rows(left))
             self.spooled += len(left)
         if self.spool.pending():
             # Rows spooled during a database hiccup just before the stop: one bounded attempt to

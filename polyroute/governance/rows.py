@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import msgspec
 
 LEDGER_COLUMNS = (
@@ -73,14 +76,30 @@ class LedgerRow(msgspec.Struct, kw_only=True):
             self.end_user, self.prompt, self.response,
         )  # fmt: skip
 
-    def attempt_values(self) -> list[tuple[object, ...]]:
-        return [
+    def attempt_values(self) -> tuple[tuple[object, ...], ...]:
+        return tuple(
             (
                 self.request_id, a.n, self.ts, a.deployment, a.provider, a.vendor, a.status, a.error,
                 float(a.latency_ms), a.input_tokens, a.output_tokens, float(a.cost),
             )
             for a in self.attempts
-        ]
+        )
+
+    @classmethod
+    def from_values(cls, values: Sequence[Any], attempts: Sequence[Sequence[Any]]) -> LedgerRow:
+        """The row back from its ledger_values() and attempt_values() (for the spool)."""
+        d = dict(zip(LEDGER_COLUMNS, values, strict=True))
+        del d["attempts"]
+        d["estimated"], d["stream"] = bool(d["estimated"]), bool(d["stream"])
+        d["tags"] = msgspec.json.decode(d["tags"]) if d["tags"] is not None else None
+        return cls(
+            attempts=[
+                AttemptRow(n=a[1], deployment=a[3], provider=a[4], vendor=a[5], status=a[6], error=a[7],
+                           latency_ms=a[8], input_tokens=a[9], output_tokens=a[10], cost=a[11])
+                for a in attempts
+            ],
+            **d,
+        )  # fmt: skip
 
 
 encode_row = msgspec.json.Encoder().encode

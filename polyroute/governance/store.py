@@ -46,7 +46,7 @@ def _multi_row(sql: str, width: int, n: int) -> str:
     return head + ", ".join([one] * n) + tail
 
 
-async def _insert_chunked(c: Any, sql: str, width: int, rows: list[tuple[object, ...]]) -> None:
+async def _insert_chunked(c: Any, sql: str, width: int, rows: Sequence[tuple[object, ...]]) -> None:
     step = SQLITE_ROWS_PER_STATEMENT
     full = _multi_row(sql, width, step)
     for i in range(0, len(rows), step):
@@ -183,21 +183,16 @@ class Store:
 
     # --- ledger ----------------------------------------------------------------------------------
 
-    async def insert_ledger(
-        self,
-        rows: Sequence[LedgerRow],
-        values: list[tuple[object, ...]] | None = None,
-        attempts: list[tuple[object, ...]] | None = None,
-    ) -> None:
-        """Insert rows in one transaction; rows already there (same request id) are skipped. The
-        hourly roll-ups (governance/rollup.py) gain the rows inserted, in the same transaction.
-        `values` and `attempts` are the rows' ledger_values() and attempt_values() when the caller
-        has them already (the ledger writer computes them as rows arrive)."""
-        if not rows:
+    async def insert_ledger(self, rows: Sequence[LedgerRow]) -> None:
+        """Insert rows in one transaction; rows already there (same request id) are skipped."""
+        await self.insert_values([r.ledger_values() for r in rows], [a for r in rows for a in r.attempt_values()])
+
+    async def insert_values(self, values: Sequence[tuple[object, ...]], attempts: Sequence[tuple[object, ...]]) -> None:
+        """`insert_ledger` for rows given as their ledger_values() and attempt_values(), which is how
+        the ledger writer holds them. The hourly roll-ups (governance/rollup.py) gain the rows
+        inserted, in the same transaction."""
+        if not values:
             return
-        if values is None or attempts is None:
-            values = [r.ledger_values() for r in rows]
-            attempts = [a for r in rows for a in r.attempt_values()]
         if self.db.dialect == "postgres":
             async with self.db.transaction() as c:
                 for sql in rollup.PG_STAGE:

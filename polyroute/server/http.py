@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -34,7 +35,12 @@ class ClientDisconnected(Exception):
 
 
 def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
+    """"req_", 14 hex digits of UNIX microseconds, 10 random ones. Ids that grow with time are
+    appended at the end of the ledger's primary-key index instead of landing on a random page of
+    it: random ids made each insert cost 22 µs in an empty ledger and 80 µs at 300,000 rows, against
+    12-17 µs (bench/ops/ledger_insert_cost.py). The random part keeps ids from workers and instances
+    distinct."""
+    return f"req_{time.time_ns() // 1000:014x}{os.urandom(5).hex()}"
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:

@@ -35,18 +35,15 @@ class Gate(Store):
         self.mode = "ok"
         self.calls = 0
 
-    async def insert_ledger(
-        self,
-        rows: Sequence[LedgerRow],
-        values: list[tuple[object, ...]] | None = None,
-        attempts: list[tuple[object, ...]] | None = None,
+    async def insert_values(
+        self, values: Sequence[tuple[object, ...]], attempts: Sequence[tuple[object, ...]]
     ) -> None:
         self.calls += 1
         if self.mode == "down":
             raise ConnectionError("database down")
         if self.mode == "hang":
             await asyncio.sleep(3600)
-        await super().insert_ledger(rows, values, attempts)
+        await super().insert_values(values, attempts)
 
 
 @pytest.fixture
@@ -145,4 +142,25 @@ async def test_slow_database_moves_backlog_to_spool(store: Gate, tmp_path: Path)
         w.submit(make_row(i))
     await w.flush()
     assert w.spooled == 45 and w.queued == 0
+    await w.close()
+
+
+def test_a_row_comes_back_whole_from_the_values_the_writer_queues() -> None:
+    row = make_row(7)
+    row.tags, row.stream, row.estimated, row.ttft_ms = ["a", "b"], True, True, 12.5
+    row.attempts.insert(0, AttemptRow(n=0, deployment="m/q/y", provider="q", vendor="mistral", status=529,
+                                      error="overloaded", latency_ms=3.0, input_tokens=0, output_tokens=0, cost=0.0))
+    row.attempts[1].n = 1
+    assert LedgerRow.from_values(row.ledger_values(), row.attempt_values()) == row
+
+
+async def test_a_spool_segment_is_replayed_a_batch_at_a_time(store: Gate, tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.append([make_row(i) for i in range(25)])
+    spool.rotate()
+    w = LedgerWriter(store, Spool(tmp_path / "spool"), batch_size=10)
+    await w.start()
+    assert await ids(store) == [f"req_{i:06d}" for i in range(25)]
+    assert store.calls == 3 and w.replayed == 25
+    assert not list((tmp_path / "spool").glob("*.jsonl"))
     await w.close()
