@@ -73,7 +73,7 @@ def load(t: Target, kind: str, concurrency: int, seconds: float, warmup: float, 
     headers = t.headers if kind == "json" else (t.stream_headers or t.headers)
     assert url is not None and body is not None
     if mode != "none":
-        sched.apply([*t.root_pids, *other_pids], mode)
+        sched.apply(other_pids, mode, gateways=t.root_pids)
     if warmup > 0:
         wrkrun.run(url, body, headers, concurrency, warmup, wrk_cpus, prefix=sched.prefix(mode))
     pids = _pids(t)
@@ -82,7 +82,7 @@ def load(t: Target, kind: str, concurrency: int, seconds: float, warmup: float, 
     r = wrkrun.run(url, body, headers, concurrency, seconds, wrk_cpus, prefix=sched.prefix(mode))
     cpu1, own1, (busy1, tot1) = procstat.cpu_seconds(pids), procstat.cpu_seconds(own), sched.busy_jiffies()
     if mode != "none":
-        sched.apply([*t.root_pids, *other_pids], "other")
+        sched.apply(other_pids, "other", gateways=t.root_pids)
     # wrk's own CPU is counted in its rusage, not visible here; subtract it via the children clock.
     ticks = procstat.TICK
     foreign = (busy1 - busy0) / ticks - (own1 - own0) - r.cpu_seconds
@@ -119,7 +119,7 @@ def stream_timing(t: Target, long: bool, count: int, max_seconds: float, fifo: b
         return None
     mode = "fifo" if fifo else "none"
     if fifo:
-        sched.apply([*t.root_pids, *other_pids], "fifo")
+        sched.apply(other_pids, "fifo", gateways=t.root_pids)
     pids = _pids(t)
     try:
         with sched.self_fifo(fifo):
@@ -128,7 +128,7 @@ def stream_timing(t: Target, long: bool, count: int, max_seconds: float, fifo: b
             cpu1 = procstat.cpu_seconds(pids)
     finally:
         if fifo:
-            sched.apply([*t.root_pids, *other_pids], "other")
+            sched.apply(other_pids, "other", gateways=t.root_pids)
     if not samples:
         return None
     ttfb = sorted(s.ttfb_ns / 1e6 for s in samples)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import procstat
 
@@ -25,17 +25,32 @@ def _tids(pid: int) -> list[int]:
         return []
 
 
-def apply(roots: list[int], mode: str) -> None:
-    """mode: 'fifo' or 'other' (nice -20), for every thread of every process under `roots`."""
+def apply(roots: Sequence[int], mode: str, *, gateways: Sequence[int] = ()) -> None:
+    """mode: 'fifo' or 'other' (nice -20), for every thread of every process under `roots`.
+
+    Under 'fifo', the processes under `gateways` get FIFO for their main (serving) thread only; their
+    helper threads (polyroute's SQLite writer, Node's libuv and GC threads) stay SCHED_OTHER at nice
+    -20. Two FIFO threads of equal priority never preempt each other, so a helper that is running
+    would finish its slice of work while a request waits; the normal scheduler, which is what
+    production runs, lets the woken serving thread preempt it. Measured: the ledger writer's batch
+    statements made polyroute's governed c=1 p99 1.9 ms under all-threads FIFO."""
     for root in roots:
         for pid in procstat.tree(root):
             for tid in _tids(pid):
-                with contextlib.suppress(OSError):
-                    if mode == "fifo":
-                        os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(FIFO_PRIO))
-                    else:
-                        os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-                        os.setpriority(os.PRIO_PROCESS, tid, NICE)
+                _set(tid, mode)
+    for root in gateways:
+        for pid in procstat.tree(root):
+            for tid in _tids(pid):
+                _set(tid, mode if tid == pid or mode != "fifo" else "other")
+
+
+def _set(tid: int, mode: str) -> None:
+    with contextlib.suppress(OSError):
+        if mode == "fifo":
+            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(FIFO_PRIO))
+        else:
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+            os.setpriority(os.PRIO_PROCESS, tid, NICE)
 
 
 def prefix(mode: str) -> list[str]:

@@ -155,14 +155,18 @@ class LedgerWriter:
         self._task = asyncio.create_task(self._run(), name="polyroute-ledger-writer")
 
     def submit(self, row: LedgerRow) -> None:
-        """Called on the request path: never waits, never loses the row."""
+        self.submit_values(row.ledger_values(), row.attempt_values())
+
+    def submit_values(self, values: tuple[object, ...], attempts: tuple[tuple[object, ...], ...]) -> None:
+        """A row as its ledger_values() and attempt_values(). Called on the request path: never
+        waits, never loses the row."""
         if len(self._q) >= self.queue_size:
-            self.spool.append([row])
+            self.spool.append(_rows([(values, attempts)]))
             self.overflowed += 1
             if self.overflowed == 1 or self.overflowed % 1000 == 0:
                 log.warning("ledger queue full: %d row(s) written to the spool directly", self.overflowed)
         else:
-            self._q.append((row.ledger_values(), row.attempt_values()))
+            self._q.append((values, attempts))
             self._idle.clear()
         self._wake.set()
 

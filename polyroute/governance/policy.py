@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from polyroute.config.schema import Config, DatabaseConfig, GovernanceConfig, LedgerConfig
 from polyroute.core import errors as e
 from polyroute.core import types as t
@@ -22,7 +24,7 @@ from polyroute.governance.keys import Key, Limits, ModelRule, Team, hash_key, sa
 from polyroute.governance.ledger import LedgerWriter, Spool
 from polyroute.governance.limits import Counters, MemoryCounters, Reservation, Subject, period_starts, periods
 from polyroute.governance.redact import Redactor
-from polyroute.governance.rows import AttemptRow, LedgerRow
+from polyroute.governance.rows import LedgerRow
 from polyroute.governance.store import Store, utc_day
 from polyroute.ops.reload import SUPERVISOR_ENV
 from polyroute.pricing.table import deployment_price
@@ -35,6 +37,7 @@ log = logging.getLogger("polyroute.governance")
 # The master key as a principal: no team, no limits.
 MASTER = Key(id="master", team_id="", name="master", key_hash="", prefix="master")
 _NO_TEAM = Team(id="", name="")
+_NO_USAGE = t.Usage()
 _GENERIC_TYPES = {"openai_compatible", "vllm", "ollama", "llamacpp"}
 RETENTION_EVERY = 6 * 3600.0
 
@@ -368,68 +371,49 @@ class Governance(Policy):
             response = None
             if pending.prompt is not None and ctx.output_text is not None:
                 response = self.redactor.apply("".join(ctx.output_text))
-            row = self.row(ctx, pending.key, pending.prompt, response)
+            values, attempts = self.row_values(ctx, pending.key, pending.prompt, response)
         except Exception:
             log.exception("could not build the ledger row of request %s", ctx.request_id)
             return
-        self.ledger.submit(row)
+        self.ledger.submit_values(values, attempts)
 
     def row(
         self, ctx: RequestContext, key: Key | None, prompt: str | None = None, response: str | None = None
     ) -> LedgerRow:
-        mono = time.monotonic()
-        elapsed = mono - ctx.started
+        return LedgerRow.from_values(*self.row_values(ctx, key, prompt, response))
+
+    def row_values(
+        self, ctx: RequestContext, key: Key | None, prompt: str | None = None, response: str | None = None
+    ) -> tuple[tuple[object, ...], tuple[tuple[object, ...], ...]]:
+        """The request's ledger row and attempt rows as the database's values (rows.LEDGER_COLUMNS,
+        rows.ATTEMPT_COLUMNS): built straight from the context, with no row objects in between,
+        because this runs once per request on the event loop."""
+        elapsed = time.monotonic() - ctx.started
         ts = time.time() - elapsed
-        u = ctx.usage or t.Usage()
-        attempts = []
-        for i, a in enumerate(ctx.attempts):
-            au = a.usage
-            attempts.append(
-                AttemptRow(
-                    n=i,
-                    deployment=a.deployment,
-                    provider=a.provider,
-                    vendor=self.vendor_of.get(a.provider, a.provider),
-                    status=a.status,
-                    error=self.redactor.secrets_only(a.error)[:1000] if a.error else None,
-                    latency_ms=a.latency * 1000.0,
-                    input_tokens=au.input_tokens if au else 0,
-                    output_tokens=au.output_tokens if au else 0,
-                    cost=a.cost,
-                )
+        rid = ctx.request_id
+        vendor_of = self.vendor_of
+        attempts = tuple(
+            (
+                rid, i, ts, a.deployment, a.provider, vendor_of.get(a.provider, a.provider), a.status,
+                self.redactor.secrets_only(a.error)[:1000] if a.error else None, a.latency * 1000.0,
+                a.usage.input_tokens if a.usage else 0, a.usage.output_tokens if a.usage else 0, float(a.cost),
             )
+            for i, a in enumerate(ctx.attempts)
+        )  # fmt: skip
+        u = ctx.usage or _NO_USAGE
         err = ctx.error
-        return LedgerRow(
-            request_id=ctx.request_id,
-            ts=ts,
-            day=utc_day(ts),
-            key_id=key.id if key is not None else None,
-            team_id=(key.team_id or None) if key is not None else None,
-            api=ctx.api,
-            model_asked=ctx.model_asked,
-            route=ctx.route,
-            deployment=ctx.deployment,
-            provider=ctx.provider,
-            vendor=self.vendor_of.get(ctx.provider, ctx.provider) if ctx.provider else None,
-            attempts=attempts,
-            input_tokens=u.input_tokens,
-            output_tokens=u.output_tokens,
-            cached_tokens=u.cached_input_tokens,
-            cache_write_tokens=u.cache_write_tokens,
-            reasoning_tokens=u.reasoning_tokens,
-            estimated=u.estimated,
-            cost=ctx.cost,
-            latency_ms=elapsed * 1000.0,
-            ttft_ms=ctx.ttft * 1000.0 if ctx.ttft is not None else None,
-            status=ctx.status,
-            error_class=type(err).__name__ if err is not None else None,
-            error_message=self.redactor.secrets_only(err.message)[:1000] if err is not None else None,
-            stream=ctx.stream,
-            tags=ctx.tags,
-            end_user=ctx.end_user,
-            prompt=prompt,
-            response=response,
-        )
+        provider = ctx.provider
+        values = (
+            rid, ts, utc_day(ts), key.id if key is not None else None,
+            (key.team_id or None) if key is not None else None, ctx.api, ctx.model_asked, ctx.route,
+            ctx.deployment, provider, vendor_of.get(provider, provider) if provider else None, len(attempts),
+            u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_write_tokens, u.reasoning_tokens,
+            int(u.estimated), float(ctx.cost), elapsed * 1000.0, ctx.ttft * 1000.0 if ctx.ttft is not None else None,
+            ctx.status, type(err).__name__ if err is not None else None,
+            self.redactor.secrets_only(err.message)[:1000] if err is not None else None, int(ctx.stream),
+            None if ctx.tags is None else msgspec.json.encode(ctx.tags).decode(), ctx.end_user, prompt, response,
+        )  # fmt: skip
+        return values, attempts
 
     # --- used by the admin API -----------------------------------------------------------------------
 

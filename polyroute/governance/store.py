@@ -17,6 +17,7 @@ from typing import Any, Literal
 from polyroute.governance import rollup
 from polyroute.governance.db import Database, migrate, open_database
 from polyroute.governance.keys import Key, Limits, Team, limits_dict
+from polyroute.governance.limits import periods
 from polyroute.governance.rows import ATTEMPT_COLUMNS, LEDGER_COLUMNS, LedgerRow
 
 SpendBy = Literal["key", "team", "model", "provider", "vendor", "day"]
@@ -56,8 +57,6 @@ async def _insert_chunked(c: Any, sql: str, width: int, rows: Sequence[tuple[obj
 
 
 def utc_day(ts: float) -> str:
-    from polyroute.governance.limits import periods
-
     return periods(ts)[0]
 
 
