@@ -27,6 +27,7 @@ from polyroute.governance.rows import ATTEMPT_COLUMNS, LEDGER_COLUMNS
 from polyroute.governance.store import (
     _INSERT_ATTEMPT,
     _INSERT_LEDGER,
+    SQLITE_BULK_ROWS_PER_STATEMENT,
     SQLITE_ROWS_PER_STATEMENT,
     Store,
     _multi_row,
@@ -50,8 +51,11 @@ def batch(n: int, random_ids: bool) -> tuple[list[Values], list[Values]]:
     return rows, attempts
 
 
+STEP = [SQLITE_ROWS_PER_STATEMENT]
+
+
 def insert(c: sqlite3.Connection, sql: str, width: int, rows: list[Values]) -> None:
-    step = SQLITE_ROWS_PER_STATEMENT
+    step = STEP[0]
     for i in range(0, len(rows), step):
         chunk = rows[i : i + step]
         c.execute(_multi_row(sql, width, len(chunk)), list(itertools.chain.from_iterable(chunk)))
@@ -84,7 +88,10 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=60)
     ap.add_argument("--prefill", type=int, default=0, help="rows written before the timed batches")
     ap.add_argument("--random-ids", action="store_true", help="random request ids (before 2026-11-22)")
+    ap.add_argument("--rows-per-statement", type=int, default=SQLITE_ROWS_PER_STATEMENT,
+                    help=f"{SQLITE_ROWS_PER_STATEMENT}; the writer uses {SQLITE_BULK_ROWS_PER_STATEMENT} when behind")
     a = ap.parse_args()
+    STEP[0] = a.rows_per_statement
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "ledger.db"
 

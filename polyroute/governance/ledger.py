@@ -137,6 +137,8 @@ class LedgerWriter:
         self._q: collections.deque[Queued] = collections.deque()
         self.queue_size = max(1, queue_size)
         self._high_water = max(1, int(queue_size * 0.8))
+        # A backlog this long means the writer is behind: insert in bigger statements (store.py).
+        self._bulk_from = max(1, queue_size // 4)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -210,7 +212,8 @@ class LedgerWriter:
                 return
             try:
                 await asyncio.wait_for(
-                    self.store.insert_values([b[0] for b in batch], [a for b in batch for a in b[1]]),
+                    self.store.insert_values([b[0] for b in batch], [a for b in batch for a in b[1]],
+                                             bulk=len(self._q) >= self._bulk_from),
                     self.write_timeout,
                 )  # fmt: skip
             except asyncio.CancelledError:

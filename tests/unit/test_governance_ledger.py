@@ -34,16 +34,18 @@ class Gate(Store):
         super().__init__(inner.db)
         self.mode = "ok"
         self.calls = 0
+        self.bulk_calls = 0
 
     async def insert_values(
-        self, values: Sequence[tuple[object, ...]], attempts: Sequence[tuple[object, ...]]
+        self, values: Sequence[tuple[object, ...]], attempts: Sequence[tuple[object, ...]], *, bulk: bool = False
     ) -> None:
         self.calls += 1
         if self.mode == "down":
             raise ConnectionError("database down")
         if self.mode == "hang":
             await asyncio.sleep(3600)
-        await super().insert_values(values, attempts)
+        self.bulk_calls += bulk
+        await super().insert_values(values, attempts, bulk=bulk)
 
 
 @pytest.fixture
@@ -163,4 +165,19 @@ async def test_a_spool_segment_is_replayed_a_batch_at_a_time(store: Gate, tmp_pa
     assert await ids(store) == [f"req_{i:06d}" for i in range(25)]
     assert store.calls == 3 and w.replayed == 25
     assert not list((tmp_path / "spool").glob("*.jsonl"))
+    await w.close()
+
+
+async def test_a_writer_behind_inserts_in_bulk_statements_and_loses_nothing(store: Gate, tmp_path: Path) -> None:
+    w = LedgerWriter(store, Spool(tmp_path / "spool"), queue_size=400, batch_size=100, flush_interval=0.0)
+    await w.start()
+    for i in range(150):  # batches of 100 and 50: the backlog never reaches a quarter of the queue
+        w.submit(make_row(i))
+    await w.flush()
+    assert store.bulk_calls == 0
+    for i in range(150, 470):  # 320: under the high water (80 %), so nothing moves to the spool
+        w.submit(make_row(i))
+    await w.flush()
+    assert store.bulk_calls >= 1 and w.spooled == 0 and w.overflowed == 0
+    assert await ids(store) == [f"req_{i:06d}" for i in range(470)]
     await w.close()
