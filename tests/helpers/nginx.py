@@ -25,14 +25,46 @@ import pytest
 from tests.helpers.services import free_port
 
 
+def missing(what: str) -> None:
+    """Skip a test whose tool is not installed; fail it under CI, where that is a broken machine."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is not installed (scripts/setup --system installs it)")
+    pytest.skip(f"{what} is not installed")
+
+
 def nginx_binary() -> str:
-    """The nginx executable; skip when it is missing (fail under CI, where it is a broken machine)."""
+    """The nginx executable (see `missing` when there is none)."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("nginx is not installed (scripts/setup --system installs it)")
-        pytest.skip("nginx is not installed")
+        missing("nginx")
+    assert binary is not None
     return binary
+
+
+@contextmanager
+def nginx_process(d: Path, conf: Path) -> Iterator[None]:
+    """nginx running `conf`, whose pid and error log are under `d`, from ready (its pid file is
+    written) until the block ends."""
+    binary = nginx_binary()
+    proc = subprocess.Popen([binary, "-p", str(d), "-c", str(conf), "-e", str(d / "error.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while not (d / "nginx.pid").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                err = proc.communicate(timeout=5)[1].decode(errors="replace")
+                log = d / "error.log"
+                pytest.fail(f"nginx did not start: {err}{log.read_text() if log.exists() else ''}")
+            time.sleep(0.02)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def nginx_conf_from_doc(doc: Path, d: Path, listen: int, upstreams: Sequence[int]) -> str:
@@ -67,7 +99,6 @@ def nginx_conf_from_doc(doc: Path, d: Path, listen: int, upstreams: Sequence[int
 def run_nginx(doc: Path, upstreams: Sequence[int]) -> Iterator[str]:
     """nginx from `doc`'s example in front of the gateways on the `upstreams` loopback ports, until the
     block ends; yields its base URL ("http://127.0.0.1:<port>")."""
-    binary = nginx_binary()
     # Not under pytest's tmp_path: its parents are private to this user, and nginx's workers may
     # run as another one (nobody when the tests run as root).
     with tempfile.TemporaryDirectory(prefix="polyroute-nginx-") as tmp:
@@ -76,24 +107,10 @@ def run_nginx(doc: Path, upstreams: Sequence[int]) -> Iterator[str]:
         port = free_port()
         conf = d / "nginx.conf"
         conf.write_text(nginx_conf_from_doc(doc, d, port, upstreams))
-        proc = subprocess.Popen([binary, "-p", str(d), "-c", str(conf), "-e", str(d / "error.log")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
         try:
-            deadline = time.monotonic() + 15
-            while not (d / "nginx.pid").exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    err = proc.communicate(timeout=5)[1].decode(errors="replace")
-                    pytest.fail(f"nginx did not start: {err}")
-                time.sleep(0.02)
-            yield f"http://127.0.0.1:{port}"
+            with nginx_process(d, conf):
+                yield f"http://127.0.0.1:{port}"
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
             # Shown by pytest when the test fails: why nginx answered 502/504, if it did.
             log = d / "error.log"
             errors = [x for x in log.read_text(errors="replace").splitlines() if "[error]" in x] if log.exists() else []

@@ -20,6 +20,7 @@ import pytest
 
 from polyroute.transport import BodyTooLarge, ConnectError, HTTPClient
 from polyroute.transport.connection import HIGH_WATER
+from tests.helpers.nginx import missing, nginx_binary, nginx_process
 from tests.helpers.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -83,18 +84,9 @@ class Nginx:
         return f"http://127.0.0.1:{self.port}{path}"
 
 
-def missing(what: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is not installed (scripts/setup --system installs it)")
-    pytest.skip(f"{what} is not installed")
-
-
 @pytest.fixture(scope="module")
 def nginx() -> Iterator[Nginx]:
-    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-    if binary is None:
-        missing("nginx")
-    assert binary is not None
+    nginx_binary()
     if shutil.which("openssl") is None:
         missing("openssl")
     with tempfile.TemporaryDirectory(prefix="polyroute-nginx-") as tmp:
@@ -117,23 +109,8 @@ def nginx() -> Iterator[Nginx]:
         ports = free_port(), free_port(), free_port()
         conf = d / "nginx.conf"
         conf.write_text(CONF.format(d=d, port=ports[0], ka_port=ports[1], tls_port=ports[2], json=JSON))
-        proc = subprocess.Popen([binary, "-p", str(d), "-c", str(conf), "-e", str(d / "error.log")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 15
-            while not (d / "nginx.pid").exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode() if proc.stderr else ""
-                    pytest.fail(f"nginx did not start: {err}{(d / 'error.log').read_text() if (d / 'error.log').exists() else ''}")
-                time.sleep(0.02)
+        with nginx_process(d, conf):
             yield Nginx(ports[0], ports[1], ports[2], www, d / "cert.pem")
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
 
 
 @pytest.fixture
