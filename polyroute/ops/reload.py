@@ -29,6 +29,7 @@ from polyroute.config.schema import Config
 from polyroute.core.catalog import Catalog
 from polyroute.providers.base import Provider
 from polyroute.routing.planner import Router
+from polyroute.routing.state import RoutingState
 
 if TYPE_CHECKING:
     from polyroute.core.gateway import Gateway
@@ -120,41 +121,15 @@ def _changes(old: Config, new: Config) -> dict[str, dict[str, list[str]]]:
     return {"providers": diff(old.providers, new.providers), "models": diff(old.models, new.models)}
 
 
-def carry_state(old: Router, old_catalog: Catalog, new_catalog: Catalog) -> Any:
-    """Routing state for the new router: breakers, latency, capacity, retry budgets and pins of
-    deployments and routes whose settings did not change carry over, the rest start afresh."""
-    from polyroute.routing.memory import MemoryState
-
+def carry_state(old: Router, new_catalog: Catalog) -> RoutingState:
+    """Routing state for the new router: the same state, less the handles of deployments and
+    routes the reload removed. Handles whose settings changed are made afresh when the new router
+    asks for them (routing/memory.py: Settings); the rest keep their health, latency, limits,
+    retry budgets and pins."""
     state = old.state
-    if not isinstance(state, MemoryState):
-        return state  # a shared store (Redis) is keyed by deployment and keeps its own state
-    new = MemoryState()
-    old_deps = {d.id: d for r in old_catalog.routes.values() for d in r.deployments}
-    try:
-        for route in new_catalog.routes.values():
-            for d in route.deployments:
-                od = old_deps.get(d.id)
-                if od is None:
-                    continue
-                if od.provider.config.breaker == d.provider.config.breaker and d.id in state.breakers:
-                    new.breakers[d.id] = state.breakers[d.id]
-                if d.id in state.latencies:
-                    new.latencies[d.id] = state.latencies[d.id]
-                limits = (d.config.rpm, d.config.tpm, d.config.max_concurrency)
-                old_limits = (od.config.rpm, od.config.tpm, od.config.max_concurrency)
-                if limits == old_limits and d.id in state.capacities:
-                    new.capacities[d.id] = state.capacities[d.id]
-            before = old_catalog.routes.get(route.name)
-            if before is None:
-                continue
-            if before.config.retry == route.config.retry and route.name in state.budgets:
-                new.budgets[route.name] = state.budgets[route.name]
-            if before.config.sticky == route.config.sticky and route.name in state.affinities:
-                new.affinities[route.name] = state.affinities[route.name]
-    except AttributeError:  # the routing package changed its in-memory state: start afresh
-        log.warning("routing state could not be carried over the reload; breakers and limits start afresh")
-        return MemoryState()
-    return new
+    deployments = {d.id for r in new_catalog.routes.values() for d in r.deployments}
+    state.keep_only(deployments, set(new_catalog.routes))
+    return state
 
 
 class Reloader:
@@ -213,7 +188,7 @@ class Reloader:
         catalog, fresh = self._build_catalog(cfg, path)
         try:
             try:
-                router = Router(catalog, state=carry_state(gw.router, gw.catalog, catalog), clock=gw.router.clock)
+                router = Router(catalog, state=carry_state(gw.router, catalog), clock=gw.router.clock)
             except ConfigError as exc:
                 raise ReloadError(400, f"{path}: {exc.field}: {exc.problem}. Fix: {exc.fix}", source=path,
                                   field=exc.field, problem=exc.problem, fix=exc.fix) from None

@@ -180,8 +180,26 @@ class MemoryAffinity:
         return len(self._pins)
 
 
+class Settings:
+    """The settings each handle was made with. A handle asked for again with other settings (a
+    config reload changed them) is made afresh; with the same settings, the one made is shared, so
+    a reload keeps the health, latency, limits and pins of whatever it did not change."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[str, str], object] = {}
+
+    def changed(self, kind: str, key: str, settings: object) -> bool:
+        old = self._made.get((kind, key), settings)
+        self._made[(kind, key)] = settings
+        return old != settings
+
+    def keep_only(self, keys: set[str]) -> None:
+        self._made = {k: v for k, v in self._made.items() if k[1] in keys}
+
+
 class MemoryState:
-    """Handles are shared by key: deployments configured with the same `name` share them."""
+    """Handles are shared by key: deployments configured with the same `name` share them. They
+    are asked for when a router is built (start-up, reload), never per request."""
 
     def __init__(self) -> None:
         self.breakers: dict[str, Breaker] = {}
@@ -189,10 +207,11 @@ class MemoryState:
         self.capacities: dict[str, Capacity] = {}
         self.budgets: dict[str, RetryBudget] = {}
         self.affinities: dict[str, Affinity] = {}
+        self.settings = Settings()
 
     def breaker(self, key: str, config: BreakerConfig) -> Breaker:
         b = self.breakers.get(key)
-        if b is None:
+        if self.settings.changed("breaker", key, config) or b is None:
             b = self.breakers[key] = CircuitBreaker(config) if config.enabled else NoBreaker()
         return b
 
@@ -204,18 +223,26 @@ class MemoryState:
 
     def capacity(self, key: str, config: DeploymentConfig) -> Capacity:
         c = self.capacities.get(key)
-        if c is None:
-            c = self.capacities[key] = MemoryCapacity(config.rpm, config.tpm, config.max_concurrency)
+        limits = (config.rpm, config.tpm, config.max_concurrency)
+        if self.settings.changed("capacity", key, limits) or c is None:
+            c = self.capacities[key] = MemoryCapacity(*limits)
         return c
 
     def retry_budget(self, key: str, config: RetryConfig) -> RetryBudget:
         b = self.budgets.get(key)
-        if b is None:
+        if self.settings.changed("budget", key, config) or b is None:
             b = self.budgets[key] = MemoryRetryBudget(config)
         return b
 
     def affinity(self, key: str, config: StickyConfig) -> Affinity:
         a = self.affinities.get(key)
-        if a is None:
+        if self.settings.changed("affinity", key, config) or a is None:
             a = self.affinities[key] = MemoryAffinity(config)
         return a
+
+    def keep_only(self, deployments: set[str], routes: set[str]) -> None:
+        for handles, keys in ((self.breakers, deployments), (self.latencies, deployments),
+                              (self.capacities, deployments), (self.budgets, routes), (self.affinities, routes)):  # fmt: skip
+            for k in [k for k in handles if k not in keys]:
+                del handles[k]
+        self.settings.keep_only(deployments | routes)

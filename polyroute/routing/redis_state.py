@@ -439,7 +439,6 @@ class RedisState:
         self.memory = MemoryState()
         self.breakers: dict[str, SharedBreaker] = {}
         self.latencies: dict[str, SharedLatency] = {}
-        self._configs: dict[tuple[str, str], object] = {}
         # Breaker records waiting to be written (the newest per deployment).
         self._outbox: dict[str, Record] = {}
         self._purge: dict[str, list[str]] = {}
@@ -459,15 +458,9 @@ class RedisState:
 
     # --- RoutingState -----------------------------------------------------------------------
 
-    def _changed(self, kind: str, key: str, config: object) -> bool:
-        """Whether `key`'s settings changed since its handle was made (a reload): then it is
-        made afresh, as polyroute/ops/reload.py does for the in-memory state."""
-        old = self._configs.get((kind, key))
-        self._configs[(kind, key)] = config
-        return old is not None and old != config
-
     def breaker(self, key: str, config: BreakerConfig) -> Breaker:
-        changed = self._changed("breaker", key, config)
+        # Remade when asked with other settings (a reload), as MemoryState does.
+        changed = self.memory.settings.changed("breaker", key, config)
         if not config.enabled:
             self.breakers.pop(key, None)
             return NoBreaker()
@@ -482,21 +475,22 @@ class RedisState:
             s = self.latencies[key] = SharedLatency()
         return s
 
+    # Capacity windows, retry budgets and pins stay in this process (module docstring).
+
     def capacity(self, key: str, config: DeploymentConfig) -> Capacity:
-        limits = (config.rpm, config.tpm, config.max_concurrency)
-        if self._changed("capacity", key, limits):
-            self.memory.capacities.pop(key, None)
         return self.memory.capacity(key, config)
 
     def retry_budget(self, key: str, config: RetryConfig) -> RetryBudget:
-        if self._changed("budget", key, config):
-            self.memory.budgets.pop(key, None)
         return self.memory.retry_budget(key, config)
 
     def affinity(self, key: str, config: StickyConfig) -> Affinity:
-        if self._changed("affinity", key, config):
-            self.memory.affinities.pop(key, None)
         return self.memory.affinity(key, config)
+
+    def keep_only(self, deployments: set[str], routes: set[str]) -> None:
+        # Only this process's handles: the records in Redis are other instances' too.
+        self.memory.keep_only(deployments, routes)
+        self.breakers = {k: b for k, b in self.breakers.items() if k in deployments}
+        self.latencies = {k: s for k, s in self.latencies.items() if k in deployments}
 
     # --- life cycle -------------------------------------------------------------------------
 

@@ -129,12 +129,39 @@ async def test_router_level_errors_are_refused_too(running: tuple[Gateway, Reloa
     assert gw.catalog is catalog
 
 
-async def test_routing_state_carries_over_for_unchanged_deployments(running: tuple[Gateway, Reloader, Path]) -> None:
-    gw, r, path = running
+@pytest.fixture(params=["memory", "redis"])
+async def running_with_state(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Gateway, Reloader, Path, str]]:
+    """A running gateway with routing state in this process, or shared through Redis; also the
+    config's `routing_state` line, for rewrites of the file to keep. The Redis is unreachable:
+    the handles, which this is about, are the same whether it answers or not."""
+    path = tmp_path / "polyroute.yaml"
+    extra = ""
+    if request.param == "redis":
+        extra = "routing_state: {backend: redis, redis_url: 'redis://127.0.0.1:1/0'}"
+    write(path, extra=extra)
+    cfg, digest = load_config(path)
+    policy = OpsPolicy(cfg)
+    gw = Gateway(cfg, digest, [policy])
+    await gw.start()
+    assert type(gw.router.state).__name__ == {"memory": "MemoryState", "redis": "RedisState"}[request.param]
+    assert policy.reloader is not None
+    policy.reloader.path = str(path)
+    try:
+        yield gw, policy.reloader, path, extra
+    finally:
+        await gw.close()
+
+
+async def test_routing_state_carries_over_for_unchanged_deployments(
+    running_with_state: tuple[Gateway, Reloader, Path, str],
+) -> None:
+    gw, r, path, extra = running_with_state
     breaker_a = gw.router.routes["ma"].targets[0].breaker
     breaker_b = gw.router.routes["mb"].targets[0].breaker
-    write(path, key_b="key-b-rotated-0123456789")
-    await r.reload()
+    write(path, key_b="key-b-rotated-0123456789", extra=extra)
+    assert (await r.reload())["status"] == "reloaded"
     assert gw.router.routes["ma"].targets[0].breaker is breaker_a
     # b's provider changed but its breaker settings did not: its health history is kept too.
     assert gw.router.routes["mb"].targets[0].breaker is breaker_b
@@ -156,3 +183,16 @@ async def test_no_file_to_reload(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ReloadError) as info:
         await r.reload()
     assert info.value.status == 409
+
+
+async def test_a_removed_deployment_comes_back_with_fresh_state(
+    running_with_state: tuple[Gateway, Reloader, Path, str],
+) -> None:
+    gw, r, path, _ = running_with_state
+    breaker_b = gw.router.routes["mb"].targets[0].breaker
+    text = path.read_text()
+    path.write_text(text.replace("  mb: {deployments: [{provider: b, model: y}]}\n", ""))
+    assert (await r.reload())["status"] == "reloaded" and "mb" not in gw.router.routes
+    path.write_text(text)
+    assert (await r.reload())["status"] == "reloaded"
+    assert gw.router.routes["mb"].targets[0].breaker is not breaker_b
