@@ -24,7 +24,6 @@ from polyroute.governance.keys import Key, Limits, ModelRule, Team, hash_key, sa
 from polyroute.governance.ledger import LedgerWriter, Spool
 from polyroute.governance.limits import Counters, MemoryCounters, Reservation, Subject, period_starts, periods
 from polyroute.governance.redact import Redactor
-from polyroute.governance.rows import LedgerRow
 from polyroute.governance.store import Store, utc_day
 from polyroute.ops.reload import SUPERVISOR_ENV
 from polyroute.pricing.table import deployment_price
@@ -376,11 +375,6 @@ class Governance(Policy):
             log.exception("could not build the ledger row of request %s", ctx.request_id)
             return
         self.ledger.submit_values(values, attempts)
-
-    def row(
-        self, ctx: RequestContext, key: Key | None, prompt: str | None = None, response: str | None = None
-    ) -> LedgerRow:
-        return LedgerRow.from_values(*self.row_values(ctx, key, prompt, response))
 
     def row_values(
         self, ctx: RequestContext, key: Key | None, prompt: str | None = None, response: str | None = None

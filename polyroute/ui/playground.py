@@ -110,7 +110,7 @@ class Playground:
         if gov is None or gov.ledger is None:
             return
         try:
-            gov.ledger.submit(gov.row(ctx, None))
+            gov.ledger.submit_values(*gov.row_values(ctx, None))
         except Exception:  # the answer matters more than its ledger row
             log.exception("could not write the ledger row of playground request %s", ctx.request_id)
 
