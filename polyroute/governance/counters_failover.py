@@ -43,6 +43,7 @@ class _Batch:
     requests: int
     usd: float
 
+
 MODES = ("local", "open", "closed")
 RETRY_INTERVAL = 1.0
 # While Redis stays unreachable, a reminder is logged this often (the transition logs at once).

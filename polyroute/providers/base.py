@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from polyroute.core.deployment import Deployment
 
 
-
 def tool_arguments(arguments: str) -> dict[str, Any]:
     """A tool call's JSON arguments as the object Anthropic's `input` and Gemini's `args` must be;
     arguments that are not a JSON object are the caller's error (400), not the vendor's."""
@@ -44,6 +43,7 @@ def tool_arguments(arguments: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise e.InvalidRequest(f"tool call arguments must be a JSON object, got {arguments[:100]!r}")
     return value
+
 
 class Capabilities:
     """What a provider type can do; routing checks a request against it before choosing."""
