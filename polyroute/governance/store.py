@@ -39,11 +39,11 @@ _INSERT_ATTEMPT = (
 # each, and every such hand-over can keep the event loop waiting for the CPU (docs/performance.md).
 SQLITE_ROWS_PER_STATEMENT = 32
 # When the writer is behind (the event loop saturated), each statement's GIL hand-over can wait a
-# whole switch interval (5 ms) for the event loop to let go: bigger statements then move 8x the
-# rows per hand-over. In a 12 s saturating run, 32-row statements let 6,000 rows overflow to the
-# spool, 256-row ones none. Not the default: binding 256 rows holds the GIL ~0.4 ms, which a
-# request arriving on an idle gateway would wait for.
-SQLITE_BULK_ROWS_PER_STATEMENT = 256
+# whole switch interval (5 ms) for the event loop to let go, so the number of statements per row
+# decides whether the writer keeps up: bulk statements carry up to 1,000 rows (29,000 parameters,
+# under SQLite's default limit of 32,766). Not the default: binding them holds the GIL for about
+# a millisecond, which a request arriving on an idle gateway would wait for.
+SQLITE_BULK_ROWS_PER_STATEMENT = 1000
 
 
 def _multi_row(sql: str, width: int, n: int) -> str:
