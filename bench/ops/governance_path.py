@@ -6,7 +6,7 @@ ledger writer's batch inserts, measured in-process on SQLite.
 
 Prints, per request: the CPU time of the policy's before+after on the event loop (best of 5), the
 longest single pause of the event loop while the writer inserted a batch, and the writer's CPU
-time per row (all threads: aiosqlite runs SQLite in its own thread). CPU time rather than wall
+time per row (all threads: SQLite runs in a thread of its own). CPU time rather than wall
 time, so a busy machine disturbs it less; the pause is wall time (see the note it prints).
 """
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import os
 import sqlite3
 import tempfile
@@ -30,7 +29,7 @@ from polyroute.governance.store import (
     SQLITE_BULK_ROWS_PER_STATEMENT,
     SQLITE_ROWS_PER_STATEMENT,
     Store,
-    _multi_row,
+    _insert_chunked,
 )
 from polyroute.server.http import new_request_id
 
@@ -55,14 +54,11 @@ STEP = [SQLITE_ROWS_PER_STATEMENT]
 
 
 def insert(c: sqlite3.Connection, sql: str, width: int, rows: list[Values]) -> None:
-    step = STEP[0]
-    for i in range(0, len(rows), step):
-        chunk = rows[i : i + step]
-        c.execute(_multi_row(sql, width, len(chunk)), list(itertools.chain.from_iterable(chunk)))
+    _insert_chunked(c, sql, width, rows, STEP[0])
 
 
 def write(c: sqlite3.Connection, rows: list[Values], attempts: list[Values], spent: dict[str, float]) -> None:
-    """The statements of Store.insert_values on SQLite, each timed."""
+    """The statements of store.sqlite_insert_batch, each timed."""
 
     def timed(name: str, fn: object, *args: object) -> None:
         t = time.process_time()

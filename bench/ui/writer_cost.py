@@ -7,10 +7,10 @@ The database is copied (SQLite: the file; PostgreSQL: CREATE DATABASE ... TEMPLA
 dropped afterwards, so the filled ledger stays as it was. Rows are the fill's synthetic rows with
 current times (the hours the roll-ups are being written to), `--batches` batches of `--size`.
 
-Per batch: wall time, the process's CPU time (SQLite: includes SQLite's work in aiosqlite's
+Per batch: wall time, the process's CPU time (SQLite: includes SQLite's work in its own
 thread; PostgreSQL: the client side only) and the event loop thread's CPU time; and the lag of a
 1 ms timer on the event loop meanwhile (what a request served by the same process would feel:
-Python work of the writer, or the GIL held by aiosqlite's thread while it binds rows). Prints JSON.
+Python work of the writer, or the GIL held by SQLite's thread while it binds rows). Prints JSON.
 """
 
 from __future__ import annotations

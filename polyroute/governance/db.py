@@ -14,12 +14,14 @@ import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 Row = tuple[Any, ...]
+T = TypeVar("T")
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 SQLITE_BUSY_MS = 30_000
@@ -134,77 +136,129 @@ def _after_migration() -> dict[int, Callable[[Conn, str], Awaitable[None]]]:
 
 
 class _SQLiteConn:
-    def __init__(self, conn: Any) -> None:
-        self._c = conn
+    """Statements on the database's thread, one hand-over each."""
+
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        await self._c.execute(sql, tuple(params))
+        await self._db.call(_execute, sql, tuple(params))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self._c.executemany(sql, [tuple(r) for r in rows])
+        await self._db.call(_executemany, sql, [tuple(r) for r in rows])
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._c.execute(sql, tuple(params)) as cur:
-            return [tuple(r) for r in await cur.fetchall()]
+        return await self._db.call(_fetch, sql, tuple(params))
 
     async def script(self, sql: str) -> None:
         # executescript would COMMIT the open transaction first; run statement by statement.
-        for stmt in _statements(sql):
-            await self._c.execute(stmt)
+        await self._db.call(_script, _statements(sql))
 
 
 class SQLiteDatabase:
-    """One connection (aiosqlite runs it in its own thread); a lock keeps transactions whole."""
+    """One connection, used only from one thread of its own (sqlite3 blocks); a lock keeps
+    transactions whole. `run_transaction` runs a whole transaction in one hand-over to that
+    thread, which is how the ledger writer inserts a batch: the event loop hears of it once."""
 
     dialect = "sqlite"
 
     def __init__(self, url: str, path: str) -> None:
         self.url = url
         self.path = path
-        self._conn: Any = None
+        self._conn: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
-        import aiosqlite
-
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polyroute-sqlite")
+        self._conn = await asyncio.get_running_loop().run_in_executor(self._thread, self._connect)
+
+    def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-        self._conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=30.0)
-        await self._conn.execute("PRAGMA journal_mode=WAL")
-        await self._conn.execute("PRAGMA synchronous=NORMAL")
-        await self._conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
-        await self._conn.execute("PRAGMA foreign_keys=ON")
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        conn.execute("PRAGMA foreign_keys=ON")
         try:
-            await self._conn.execute("SELECT ln(2.0), floor(1.5), max(1.0, 0.0)")
+            conn.execute("SELECT ln(2.0), floor(1.5), max(1.0, 0.0)")
         except sqlite3.OperationalError:
             # SQLite built without its math functions: the roll-ups' histogram bins need these.
-            await self._conn.create_function("ln", 1, _ln, deterministic=True)
-            await self._conn.create_function("floor", 1, _floor, deterministic=True)
+            conn.create_function("ln", 1, _ln, deterministic=True)
+            conn.create_function("floor", 1, _floor, deterministic=True)
+        return conn
 
     async def close(self) -> None:
         if self._conn is not None:
-            await self._conn.close()
+            await self.call(sqlite3.Connection.close)
             self._conn = None
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)
+            self._thread = None
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(connection, *args) on the database's thread."""
+        if self._conn is None or self._thread is None:
+            raise sqlite3.ProgrammingError(f"database {self.url} is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, self._conn, *args)
+
+    async def run_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """fn(connection) inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK if it raises), all on the
+        database's thread."""
+        async with self._lock:
+            return await self.call(_in_transaction, fn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            await self.call(_execute, "BEGIN IMMEDIATE", ())
             try:
-                yield _SQLiteConn(self._conn)
+                yield _SQLiteConn(self)
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                await self.call(_execute, "ROLLBACK", ())
                 raise
-            await self._conn.execute("COMMIT")
+            await self.call(_execute, "COMMIT", ())
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         async with self._lock:
-            return await _SQLiteConn(self._conn).fetch(sql, params)
+            return await self.call(_fetch, sql, tuple(params))
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         async with self._lock:
-            await self._conn.execute(sql, tuple(params))
+            await self.call(_execute, sql, tuple(params))
+
+
+# What runs on the SQLite thread.
+
+
+def _execute(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> None:
+    conn.execute(sql, params)
+
+
+def _executemany(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    conn.executemany(sql, rows)
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Row]:
+    return [tuple(r) for r in conn.execute(sql, params).fetchall()]
+
+
+def _script(conn: sqlite3.Connection, statements: list[str]) -> None:
+    for stmt in statements:
+        conn.execute(stmt)
+
+
+def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        out = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return out
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------

@@ -9,13 +9,14 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import sqlite3
 import time
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from polyroute.governance import rollup
-from polyroute.governance.db import Database, migrate, open_database
+from polyroute.governance.db import Database, SQLiteDatabase, migrate, open_database
 from polyroute.governance.keys import Key, Limits, Team, limits_dict
 from polyroute.governance.limits import periods
 from polyroute.governance.rows import ATTEMPT_COLUMNS, LEDGER_COLUMNS, LedgerRow
@@ -35,9 +36,11 @@ _INSERT_ATTEMPT = (
 
 
 # SQLite inserts go in statements of this many rows: one sqlite3_step per statement instead of
-# one per row. aiosqlite's thread releases the GIL only inside a step and takes it back after
-# each, and every such hand-over can keep the event loop waiting for the CPU (docs/performance.md).
-SQLITE_ROWS_PER_STATEMENT = 32
+# one per row, and fewer statements per row cost less: 32-row statements 16-23 µs of CPU per
+# ledger row (all statements of a batch), 128-row 14-15, 500-row 14 (bench/ops/ledger_insert_cost.py,
+# interleaved runs). Binding a statement's parameters holds the GIL (about 0.1 ms for 128 rows),
+# which a request arriving meanwhile waits for; bigger statements gain little more.
+SQLITE_ROWS_PER_STATEMENT = 128
 # When the writer is behind (the event loop saturated), each statement's GIL hand-over can wait a
 # whole switch interval (5 ms) for the event loop to let go, so the number of statements per row
 # decides whether the writer keeps up: bulk statements carry up to 1,000 rows (29,000 parameters,
@@ -53,12 +56,30 @@ def _multi_row(sql: str, width: int, n: int) -> str:
     return head + ", ".join([one] * n) + tail
 
 
-async def _insert_chunked(c: Any, sql: str, width: int, rows: Sequence[tuple[object, ...]], step: int) -> None:
+def _insert_chunked(c: sqlite3.Connection, sql: str, width: int, rows: Sequence[tuple[object, ...]], step: int) -> None:
     full = _multi_row(sql, width, step)
     for i in range(0, len(rows), step):
         chunk = rows[i : i + step]
         flat = list(itertools.chain.from_iterable(chunk))
-        await c.execute(full if len(chunk) == step else _multi_row(sql, width, len(chunk)), flat)
+        c.execute(full if len(chunk) == step else _multi_row(sql, width, len(chunk)), flat)
+
+
+def sqlite_insert_batch(
+    c: sqlite3.Connection, values: Sequence[tuple[object, ...]], attempts: Sequence[tuple[object, ...]], step: int
+) -> None:
+    """The ledger writer's statements on SQLite, inside the caller's transaction. Writers are
+    serialised (BEGIN IMMEDIATE) and new rows get rowids above the largest: the rows above the two
+    marks are exactly the ones this batch inserts, which the hourly roll-ups then gain."""
+    last, last_attempt = c.execute(
+        "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM ledger), (SELECT COALESCE(MAX(rowid), 0) FROM ledger_attempts)"
+    ).fetchone()
+    _insert_chunked(c, _INSERT_LEDGER, len(LEDGER_COLUMNS), values, step)
+    if attempts:
+        _insert_chunked(c, _INSERT_ATTEMPT, len(ATTEMPT_COLUMNS), attempts, step)
+    for sql in rollup.SQLITE_LEDGER:
+        c.execute(sql, (last,))
+    if attempts:
+        c.execute(rollup.SQLITE_ATTEMPTS, (last_attempt,))
 
 
 def utc_day(ts: float) -> str:
@@ -210,21 +231,11 @@ class Store:
                 # The inserts, and the roll-ups of the rows they returned.
                 await c.execute(rollup.PG_BATCH)
             return
-        async with self.db.transaction() as c:
-            # Writers are serialised (BEGIN IMMEDIATE) and new rows get rowids above the largest:
-            # the rows above these two are exactly the ones this batch inserts.
-            marks = await c.fetch(
-                "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM ledger), (SELECT COALESCE(MAX(rowid), 0) FROM ledger_attempts)"
-            )
-            last, last_attempt = marks[0]
-            step = SQLITE_BULK_ROWS_PER_STATEMENT if bulk else SQLITE_ROWS_PER_STATEMENT
-            await _insert_chunked(c, _INSERT_LEDGER, len(LEDGER_COLUMNS), values, step)
-            if attempts:
-                await _insert_chunked(c, _INSERT_ATTEMPT, len(ATTEMPT_COLUMNS), attempts, step)
-            for sql in rollup.SQLITE_LEDGER:
-                await c.execute(sql, (last,))
-            if attempts:
-                await c.execute(rollup.SQLITE_ATTEMPTS, (last_attempt,))
+        step = SQLITE_BULK_ROWS_PER_STATEMENT if bulk else SQLITE_ROWS_PER_STATEMENT
+        # The whole batch in one hand-over to the database's thread: the event loop is woken once
+        # per batch, not once per statement.
+        db = cast(SQLiteDatabase, self.db)
+        await db.run_transaction(lambda c: sqlite_insert_batch(c, values, attempts, step))
 
     async def rebuild_rollups(self) -> None:
         """Recompute the hourly roll-ups from the raw rows (see rollup.rebuild)."""
