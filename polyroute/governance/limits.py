@@ -144,50 +144,63 @@ class MemoryCounters:
         if now - self._last_sweep > 1.0:
             self._sweep(now, wall)
         day, month = periods(wall)
-        # Phase 1: check everything; nothing is changed until every check has passed.
+        # Phase 1: check everything; nothing is changed until every check has passed. (Runs on
+        # every governed request: state looked up once per subject, no per-limit tuples.)
+        states = self._states
         wait = 0.0
         why = ""
         alerts: list[str] = []
         for s in subjects:
-            st = self._state(s.id)
+            st = states.get(s.id) or self._state(s.id)
             if s.rpm is not None:
-                t_req = WINDOW / s.rpm
-                over = max(st.tat_req, now) + t_req - now - WINDOW
+                over = max(st.tat_req, now) + WINDOW / s.rpm - now - WINDOW
                 if over > 1e-9 and over > wait:
                     wait, why = over, f"{s.label} is over its limit of {s.rpm} requests per minute"
             if s.tpm is not None and tokens > 0:
-                t_tok = WINDOW / s.tpm
                 # A request bigger than the whole bucket passes when the bucket is full.
-                over = max(st.tat_tok, now) + min(tokens, s.tpm) * t_tok - now - WINDOW
+                over = max(st.tat_tok, now) + min(tokens, s.tpm) * (WINDOW / s.tpm) - now - WINDOW
                 if over > 1e-9 and over > wait:
                     wait, why = over, f"{s.label} is over its limit of {s.tpm} tokens per minute"
-            for limit, period, name in ((s.daily, day, "daily"), (s.monthly, month, "monthly")):
-                if limit is None or not _over(st.budget.get(period), limit, cost):
-                    continue
-                used = st.budget.get(period, [0.0, 0.0])
-                msg = (
-                    f"{s.label} has reached its {name} budget of ${limit:.2f} "
-                    f"(spent ${used[0]:.4f}, reserved ${used[1]:.4f}, this request up to ${cost:.4f})"
-                )
-                if s.hard:
-                    raise QuotaExceeded(msg, code="budget_exceeded")
-                if (s.id, period) not in self._alerted:
-                    self._alerted.add((s.id, period))
-                    alerts.append(msg)
+            if s.daily is not None and _over(st.budget.get(day), s.daily, cost):
+                self._budget_reached(s, st, day, "daily", s.daily, cost, alerts)
+            if s.monthly is not None and _over(st.budget.get(month), s.monthly, cost):
+                self._budget_reached(s, st, month, "monthly", s.monthly, cost, alerts)
         if wait > 0:
             raise RateLimited(why, code="rate_limit_exceeded", retry_after=wait)
         # Phase 2: commit.
         for s in subjects:
-            st = self._state(s.id)
+            st = states[s.id]
             if s.rpm is not None:
                 st.tat_req = max(st.tat_req, now) + WINDOW / s.rpm
             if s.tpm is not None and tokens > 0:
                 st.tat_tok = max(st.tat_tok, now) + tokens * WINDOW / s.tpm
-            for period in (day, month):
-                st.budget.setdefault(period, [0.0, 0.0])[1] += cost
+            b = st.budget
+            d = b.get(day)
+            if d is None:
+                d = b[day] = [0.0, 0.0]
+            d[1] += cost
+            m = b.get(month)
+            if m is None:
+                m = b[month] = [0.0, 0.0]
+            m[1] += cost
         res = Reservation(tuple(subjects), tokens, cost, day, month, now + hold, alerts)
         self._open[id(res)] = res
         return res
+
+    def _budget_reached(
+        self, s: Subject, st: _State, period: str, name: str, limit: float, cost: float, alerts: list[str]
+    ) -> None:
+        """A budget this request would exceed: refused (hard) or one alert per period."""
+        used = st.budget.get(period, [0.0, 0.0])
+        msg = (
+            f"{s.label} has reached its {name} budget of ${limit:.2f} "
+            f"(spent ${used[0]:.4f}, reserved ${used[1]:.4f}, this request up to ${cost:.4f})"
+        )
+        if s.hard:
+            raise QuotaExceeded(msg, code="budget_exceeded")
+        if (s.id, period) not in self._alerted:
+            self._alerted.add((s.id, period))
+            alerts.append(msg)
 
     async def settle(self, res: Reservation, tokens: int, cost: float) -> None:
         if self._open.pop(id(res), None) is None or res.settled:
@@ -201,7 +214,9 @@ class MemoryCounters:
             if tokens is not None and s.tpm is not None:
                 st.tat_tok += (tokens - res.tokens) * WINDOW / s.tpm
             for period in (res.day, res.month):
-                b = st.budget.setdefault(period, [0.0, 0.0])
+                b = st.budget.get(period)
+                if b is None:  # rolled over (the sweep dropped the period) since the reservation
+                    b = st.budget[period] = [0.0, 0.0]
                 b[1] = max(0.0, b[1] - res.cost)
                 b[0] += cost
 

@@ -20,7 +20,7 @@ from polyroute.core.context import RequestContext
 from polyroute.core.policy import Policy
 from polyroute.core.tokens import estimate_prompt, estimate_text
 from polyroute.governance.keycache import KeyCache
-from polyroute.governance.keys import Key, Limits, ModelRule, Team, hash_key, same_hash
+from polyroute.governance.keys import Key, Limits, Team, hash_key, same_hash
 from polyroute.governance.ledger import LedgerWriter, Spool
 from polyroute.governance.limits import Counters, MemoryCounters, Reservation, Subject, period_starts, periods
 from polyroute.governance.redact import Redactor
@@ -52,11 +52,22 @@ def deployment_id(model_name: str, index: int, provider: str, upstream: str, nam
     return name or f"{model_name}/{provider}/{upstream}" + (f"#{index}" if index else "")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     key: Key | None
     reservation: Reservation | None
     prompt: str | None
+
+
+@dataclass(slots=True)
+class _Profile:
+    """What one key's requests need checked (model rules, limits), for its current records."""
+
+    key: Key
+    team: Team
+    rules: bool  # the key or its team has an allow-list
+    allowed: frozenset[str]  # the configured models it may use, when `rules`
+    subjects: list[Subject]  # its limits and its team's, as the counters take them
 
 
 class Governance(Policy):
@@ -98,11 +109,11 @@ class Governance(Policy):
                     pout = max(pout, price.output)
                 self.served_model[deployment_id(name, i, dc.provider, dc.model, dc.name)] = name
             self.route_price[name] = (pin * 1e-6, pout * 1e-6)
+        self._index_prices()
         self.hold = max([p.timeouts.total for p in cfg.providers.values()] + [600.0]) + 60.0
         self._pending: dict[str, _Pending] = {}
-        self._allowed_cache: dict[str, tuple[ModelRule, ModelRule, frozenset[str]]] = {}
-        # Limits as counters see them, rebuilt only when the key or team record is replaced.
-        self._subjects_cache: dict[str, tuple[Key, Team, list[Subject]]] = {}
+        # What a key's requests need checked, rebuilt only when its key or team record is replaced.
+        self._profiles: dict[str, _Profile] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.started = False
@@ -120,8 +131,7 @@ class Governance(Policy):
                 self.lcfg.redact,
                 [cfg.server.master_key, *(p.api_key for p in cfg.providers.values()), *_header_values(cfg)],
             )
-            self._allowed_cache.clear()
-            self._subjects_cache.clear()
+            self._profiles.clear()
         # The catalogue knows each deployment's resolved id and prices: prefer them to our reading
         # of the config.
         for name, route in gateway.catalog.routes.items():
@@ -132,6 +142,15 @@ class Governance(Policy):
                 pin = max(pin, d.input_price, d.cached_input_price, d.cache_write_price)
                 pout = max(pout, d.output_price)
             self.route_price[name] = (pin, pout)
+        self._index_prices()
+
+    def _index_prices(self) -> None:
+        # Per model asked with no request options: the highest prices over it and its fallbacks,
+        # which is what `estimate` needs, found once here rather than on every request.
+        self.asked_price: dict[str, tuple[float, float]] = {}
+        for name, mc in self.cfg.models.items():
+            prices = [self.route_price.get(m, (0.0, 0.0)) for m in (name, *mc.fallbacks)]
+            self.asked_price[name] = (max(p[0] for p in prices), max(p[1] for p in prices))
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -204,18 +223,25 @@ class Governance(Policy):
     # --- before ------------------------------------------------------------------------------------
 
     async def before(self, ctx: RequestContext, req: t.ChatRequest | t.EmbeddingRequest) -> None:
+        # Every governed request runs this and `after`: kept to few steps (a profile per key
+        # says which checks apply), because code here runs cold, between the request's parsing
+        # and its upstream call, and costs several times what a tight loop of it measures.
         key = await self._authenticate(ctx)
         pending = _Pending(key, None, None)
         if key is not None:
             ctx.key = key
-            try:
-                self._enforce_models(ctx, req, key)
-                pending.reservation = await self._reserve(ctx, req, key)
-            except e.GatewayError as err:
-                # `after` does not run for a request refused here: write its row now.
-                ctx.status, ctx.error = err.status, err
-                self._write_row(ctx, pending)
-                raise
+            if key is not MASTER:
+                prof = self._profile(key)
+                try:
+                    if prof.rules:
+                        self._enforce_models(ctx, req, key, prof.allowed)
+                    if prof.subjects:
+                        pending.reservation = await self._reserve(req, key, prof.subjects)
+                except e.GatewayError as err:
+                    # `after` does not run for a request refused here: write its row now.
+                    ctx.status, ctx.error = err.status, err
+                    self._write_row(ctx, pending)
+                    raise
         if self.lcfg.store_prompts and isinstance(req, t.ChatRequest):
             pending.prompt = self.redactor.apply(req.prompt_text())
             if ctx.output_text is None:
@@ -235,14 +261,16 @@ class Governance(Policy):
         h = hash_key(secret)
         if self.master_hash is not None and same_hash(h, self.master_hash):
             return MASTER
-        key = await self.keys.lookup(secret, h)
+        # A known key is a dictionary hit; only an unknown one waits for the database.
+        key = self.keys.by_hash.get(h) or await self.keys.lookup(secret, h)
         if key is None:
             if self.auth_required:
                 raise e.AuthenticationFailed("invalid API key", code="invalid_api_key")
             return None  # an open gateway ignores whatever key the SDK sends
-        why = key.usable(time.time())
-        if why is not None:
-            raise e.AuthenticationFailed(why, code="invalid_api_key")
+        if key.revoked_at is not None or key.expires_at is not None:
+            why = key.usable(time.time())
+            if why is not None:
+                raise e.AuthenticationFailed(why, code="invalid_api_key")
         return key
 
     def _team(self, key: Key) -> Team:
@@ -251,37 +279,26 @@ class Governance(Policy):
     def allowed(self, key: Key, model: str) -> bool:
         return key.rule.allows(model) and self._team(key).rule.allows(model)
 
-    def _enforce_models(self, ctx: RequestContext, req: t.ChatRequest | t.EmbeddingRequest, key: Key) -> None:
-        if key is MASTER:
-            return
+    def _enforce_models(
+        self, ctx: RequestContext, req: t.ChatRequest | t.EmbeddingRequest, key: Key, allowed: frozenset[str]
+    ) -> None:
         asked = [req.model, *(req.options.models or [] if req.options is not None else [])]
         for m in asked:
-            if not self.allowed(key, m):
+            if m not in allowed and not self.allowed(key, m):
                 raise e.PermissionDenied(
                     f"this API key may not use model '{m}'", param="model", code="model_not_allowed"
                 )
         # The router reads this: 403 for the asked model, and fallbacks outside it are skipped.
-        ctx.allowed_models = self._allowed_set(key)
+        ctx.allowed_models = allowed
 
-    def _allowed_set(self, key: Key) -> frozenset[str] | None:
+    def _profile(self, key: Key) -> _Profile:
         team = self._team(key)
-        if key.rule.source is None and team.rule.source is None:
-            return None
-        cached = self._allowed_cache.get(key.id)
-        if cached is not None and cached[0] is key.rule and cached[1] is team.rule:
-            return cached[2]
-        allowed = frozenset(n for n in self.cfg.models if self.allowed(key, n))
-        self._allowed_cache[key.id] = (key.rule, team.rule, allowed)
-        return allowed
-
-    def _subjects(self, key: Key) -> list[Subject]:
-        team = self._team(key)
-        cached = self._subjects_cache.get(key.id)
-        if cached is not None and cached[0] is key and cached[1] is team:
-            return cached[2]
-        out = self._make_subjects(key)
-        self._subjects_cache[key.id] = (key, team, out)
-        return out
+        prof = self._profiles.get(key.id)
+        if prof is None or prof.key is not key or prof.team is not team:
+            rules = key.rule.source is not None or team.rule.source is not None
+            allowed = frozenset(n for n in self.cfg.models if self.allowed(key, n)) if rules else frozenset()
+            prof = self._profiles[key.id] = _Profile(key, team, rules, allowed, self._make_subjects(key))
+        return prof
 
     def _make_subjects(self, key: Key) -> list[Subject]:
         out = []
@@ -305,10 +322,14 @@ class Governance(Policy):
             tin = estimate_prompt(req)
             out_rate = req.max_tokens or 0
             out_max = (req.max_tokens or self.gcfg.reserve_output_tokens) * max(1, req.n)
-        pin = pout = 0.0
-        for m in self._candidate_models(req):
-            ri, ro = self.route_price.get(m, (0.0, 0.0))
-            pin, pout = max(pin, ri), max(pout, ro)
+        price = self.asked_price.get(req.model) if req.options is None else None
+        if price is not None:
+            pin, pout = price
+        else:
+            pin = pout = 0.0
+            for m in self._candidate_models(req):
+                ri, ro = self.route_price.get(m, (0.0, 0.0))
+                pin, pout = max(pin, ri), max(pout, ro)
         return tin + out_rate, out_max, tin * pin + out_max * pout
 
     def _candidate_models(self, req: t.ChatRequest | t.EmbeddingRequest) -> list[str]:
@@ -321,12 +342,9 @@ class Governance(Policy):
             out.extend(route.fallbacks)
         return out
 
-    async def _reserve(self, ctx: RequestContext, req: t.ChatRequest | t.EmbeddingRequest, key: Key) -> Reservation | None:
-        if key is MASTER:
-            return None
-        subjects = self._subjects(key)
-        if not subjects:
-            return None
+    async def _reserve(
+        self, req: t.ChatRequest | t.EmbeddingRequest, key: Key, subjects: list[Subject]
+    ) -> Reservation:
         tokens, _, cost = self.estimate(req)
         res = await self.counters.reserve(subjects, tokens, cost, time.time(), self.hold)
         for msg in res.alerts:
@@ -355,9 +373,9 @@ class Governance(Policy):
             tokens = u.input_tokens + u.output_tokens if u is not None else 0
             await self.counters.settle(pending.reservation, tokens, ctx.cost)
         key = pending.key
-        if key is not None and key is not MASTER and ctx.deployment is not None:
+        if key is not None and ctx.allowed_models is not None and ctx.deployment is not None:
             served = self.served_model.get(ctx.deployment)
-            if served is not None and not self.allowed(key, served):
+            if served is not None and served not in ctx.allowed_models:
                 log.error(
                     "request %s was served by model '%s', outside key %s's allow-list", ctx.request_id, served, key.id
                 )
@@ -386,14 +404,14 @@ class Governance(Policy):
         ts = time.time() - elapsed
         rid = ctx.request_id
         vendor_of = self.vendor_of
-        attempts = tuple(
+        attempts = tuple([
             (
                 rid, i, ts, a.deployment, a.provider, vendor_of.get(a.provider, a.provider), a.status,
                 self.redactor.secrets_only(a.error)[:1000] if a.error else None, a.latency * 1000.0,
                 a.usage.input_tokens if a.usage else 0, a.usage.output_tokens if a.usage else 0, float(a.cost),
             )
             for i, a in enumerate(ctx.attempts)
-        )  # fmt: skip
+        ])  # fmt: skip
         u = ctx.usage or _NO_USAGE
         err = ctx.error
         provider = ctx.provider
