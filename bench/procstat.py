@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -58,3 +59,13 @@ def rss_mb(pid: int) -> float:
 def workers_rss_mb(root: int) -> list[float]:
     """RSS of every process in the tree (supervisor and workers), largest first."""
     return sorted((rss_mb(p) for p in tree(root)), reverse=True)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, SIGKILL if it is still there after 10 s; returns once the process is gone."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

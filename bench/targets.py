@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 import payloads
+import procstat
 import setup_env
 import yaml
 from netutil import free_port, wait_http
@@ -48,12 +49,7 @@ class Running:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            procstat.stop(self.proc)
 
 
 def _spawn(cmd: list[str], cpus: str, log: Path, env: dict[str, str] | None = None,

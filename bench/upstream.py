@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import payloads
+import procstat
 from netutil import free_port, wait_http
 
 NGINX_CONF = """\
@@ -86,12 +87,7 @@ class Upstream:
         return [self.proc.pid]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        procstat.stop(self.proc)
 
 
 def start(workdir: Path, cpus: str | None, prefix: list[str] | None = None) -> Upstream:

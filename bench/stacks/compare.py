@@ -67,18 +67,9 @@ def start_proxy(server: str, client: str, up: upstream.Upstream, cpus: str, log:
         ok = wait_http(url, 10, "POST", payloads.chat_request(stream=True), {"Content-Type": "application/json"},
                        alive=lambda: proc.poll() is None)
     if not ok:
-        stop(proc)
+        procstat.stop(proc)
         raise RuntimeError(f"{server}+{client} did not start: {log.read_text()[-1500:]}")
     return proc, port
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 def main() -> int:
@@ -152,7 +143,7 @@ def main() -> int:
                 results.append({"name": name, "server": server, "client": client, "error": str(e)[-500:]})
             finally:
                 if proc is not None:
-                    stop(proc)
+                    procstat.stop(proc)
                 (work / "results.json").write_text(json.dumps(results, indent=1))
     finally:
         up.stop()

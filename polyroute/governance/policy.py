@@ -99,6 +99,8 @@ class Governance(Policy):
         # Per route: the highest per-token input and output price of any of its deployments, so a
         # reservation covers whichever deployment ends up serving.
         self.route_price: dict[str, tuple[float, float]] = {}
+        # The same for a model and its fallbacks together (see _index_prices).
+        self.asked_price: dict[str, tuple[float, float]] = {}
         self.served_model: dict[str, str] = {}
         for name, mc in cfg.models.items():
             pin = pout = 0.0
@@ -147,7 +149,7 @@ class Governance(Policy):
     def _index_prices(self) -> None:
         # Per model asked with no request options: the highest prices over it and its fallbacks,
         # which is what `estimate` needs, found once here rather than on every request.
-        self.asked_price: dict[str, tuple[float, float]] = {}
+        self.asked_price = {}
         for name, mc in self.cfg.models.items():
             prices = [self.route_price.get(m, (0.0, 0.0)) for m in (name, *mc.fallbacks)]
             self.asked_price[name] = (max(p[0] for p in prices), max(p[1] for p in prices))

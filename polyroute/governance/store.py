@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from polyroute.governance import rollup
 from polyroute.governance.db import Database, SQLiteDatabase, migrate, open_database
@@ -38,8 +38,9 @@ _INSERT_ATTEMPT = (
 # SQLite inserts go in statements of this many rows: one sqlite3_step per statement instead of
 # one per row, and fewer statements per row cost less: 32-row statements 16-23 µs of CPU per
 # ledger row (all statements of a batch), 128-row 14-15, 500-row 14 (bench/ops/ledger_insert_cost.py,
-# interleaved runs). Binding a statement's parameters holds the GIL (about 0.1 ms for 128 rows),
-# which a request arriving meanwhile waits for; bigger statements gain little more.
+# interleaved runs). Binding a statement's parameters holds the GIL, which a request arriving
+# meanwhile waits for (the event loop's p99 pause while a batch is written: 1.1-1.2 ms with 32-row
+# statements, 1.1-1.4 ms with 128-row, bench/ops/governance_path.py); bigger ones gain little more.
 SQLITE_ROWS_PER_STATEMENT = 128
 # When the writer is behind (the event loop saturated), each statement's GIL hand-over can wait a
 # whole switch interval (5 ms) for the event loop to let go, so the number of statements per row
@@ -234,7 +235,8 @@ class Store:
         step = SQLITE_BULK_ROWS_PER_STATEMENT if bulk else SQLITE_ROWS_PER_STATEMENT
         # The whole batch in one hand-over to the database's thread: the event loop is woken once
         # per batch, not once per statement.
-        db = cast(SQLiteDatabase, self.db)
+        db = self.db
+        assert isinstance(db, SQLiteDatabase)
         await db.run_transaction(lambda c: sqlite_insert_batch(c, values, attempts, step))
 
     async def rebuild_rollups(self) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.services import free_port
+from tests.helpers.services import free_port, stop_process
 
 
 def missing(what: str) -> None:
@@ -59,12 +59,7 @@ def nginx_process(d: Path, conf: Path) -> Iterator[None]:
             time.sleep(0.02)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
 
 
 def nginx_conf_from_doc(doc: Path, d: Path, listen: int, upstreams: Sequence[int]) -> str:

@@ -44,6 +44,20 @@ class ServiceUnavailable(RuntimeError):
     pass
 
 
+def stop_process(proc: subprocess.Popen[bytes], *, kill: bool = False) -> None:
+    """SIGTERM (SIGKILL when `kill`: a crash), SIGKILL if it is still there after 10 s; returns
+    once the process is gone."""
+    if kill:
+        proc.kill()
+    else:
+        proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -215,15 +229,7 @@ class RedisServer:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if kill:
-            proc.kill()
-        else:
-            proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc, kill=kill)
 
 
 @contextlib.contextmanager
