@@ -9,6 +9,7 @@ at once apply each version exactly once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 import sqlite3
@@ -23,9 +24,11 @@ from typing import Any, Protocol, TypeVar
 Row = tuple[Any, ...]
 T = TypeVar("T")
 
+log = logging.getLogger("polyroute.governance")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 SQLITE_BUSY_MS = 30_000
 MIGRATION_WAIT_MS = 15 * 60_000
+POOL_CLOSE_TIMEOUT = 5.0
 
 
 class Conn(Protocol):
@@ -318,9 +321,16 @@ class PostgresDatabase:
             ) from None
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        # asyncpg's close() waits for every connection to come back to the pool, without limit: a
+        # stop must not hang on one a cancelled task never returned (its query dies with it).
+        try:
+            await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("PostgreSQL: connections still in use %.0f s into the stop; closing them", POOL_CLOSE_TIMEOUT)
+            pool.terminate()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:

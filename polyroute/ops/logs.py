@@ -18,6 +18,7 @@ import logging
 import logging.handlers
 import queue
 import re
+import signal
 import sys
 import threading
 from collections.abc import Iterable
@@ -231,7 +232,23 @@ def make_handler(format: str = "json", stream: Any = None) -> EnqueueHandler:
     listener.start()
     _listeners.append(listener)
     _handlers.append(handler)
+    _flush_before_dying_of(signal.SIGTERM)
     return handler
+
+
+def _flush_before_dying_of(sig: int) -> None:
+    """After a graceful stop uvicorn restores the handler it found and raises the signal again;
+    by default that ends the process before atexit runs, and the queued shutdown lines (and any
+    warning written while closing) were lost. uvicorn configures logging before it saves that
+    handler, in the single process and in each worker alike, so this is the place to set it."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(sig) == signal.SIG_DFL:
+        signal.signal(sig, _flush_and_die)
+
+
+def _flush_and_die(sig: int, frame: Any) -> None:
+    flush_logs()
+    signal.signal(sig, signal.SIG_DFL)
+    signal.raise_signal(sig)
 
 
 def dropped_records() -> int:
@@ -239,8 +256,8 @@ def dropped_records() -> int:
 
 
 @atexit.register
-def _flush() -> None:
-    # Lines still queued at exit (the shutdown messages) are written, not lost.
+def flush_logs() -> None:
+    """Write the lines still queued (the shutdown messages) and stop the writer threads."""
     while _listeners:
         listener = _listeners.pop()
         if listener._thread is not None:

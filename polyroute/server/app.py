@@ -17,6 +17,7 @@ from polyroute.inbound import openai_embeddings, options
 from polyroute.inbound.api import ChatAPI, StreamRenderer
 from polyroute.inbound.openai_chat import OpenAIChatAPI
 from polyroute.inbound.openai_chat import error_body as openai_error_body
+from polyroute.ops import stackdump
 from polyroute.server.http import (
     SSE_HEADERS,
     ClientDisconnected,
@@ -33,6 +34,9 @@ from polyroute.server.http import (
 )
 
 log = logging.getLogger("polyroute.server")
+
+# Seconds the whole close may take after the requests (docs/operations.md#shutdown).
+CLOSE_LIMIT = 60.0
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -116,6 +120,7 @@ class App:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 self.started = True
+                stackdump.install()  # SIGUSR1: what this worker waits on, until its loop ends
                 # Everything built at start-up (config, catalogue, models, pools) lives as long
                 # as the process: moved out of the collector's reach, the full collections that
                 # request garbage triggers no longer walk it (docs/performance.md). Off for apps embedded in a larger process (tests).
@@ -124,9 +129,22 @@ class App:
                     gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
-                await self.gateway.close()
+                await self._close_gateway()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _close_gateway(self) -> None:
+        """Every part's close is bounded on its own (docs/operations.md#shutdown); this ceiling is
+        for the part that is not, so that a stop never hangs: it says where, and exits anyway."""
+        closing = asyncio.ensure_future(self.gateway.close())
+        done, _ = await asyncio.wait({closing}, timeout=CLOSE_LIMIT)
+        if not done:
+            log.error("closing took over %.0f s; exiting without it. Still running:\n%s", CLOSE_LIMIT,
+                      stackdump.render())  # fmt: skip
+            closing.cancel()
+            await asyncio.wait({closing}, timeout=1.0)
+        elif closing.exception() is not None:
+            log.error("closing failed", exc_info=closing.exception())
 
     # --- chat -------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import json
 import os
 import re
@@ -101,9 +102,34 @@ class Instance:
         try:
             return self.proc.wait(45)
         except subprocess.TimeoutExpired:
+            dumped = self.dump_stacks()
             self.proc.kill()
             self.proc.wait(10)
-            raise AssertionError(f"instance on port {self.port} did not stop on SIGTERM") from None
+            raise AssertionError(
+                f"instance on port {self.port} did not stop on SIGTERM; the end of its log "
+                f"({'with' if dumped else 'no'} stack dump):\n{self.log_tail()}"
+            ) from None
+
+    def dump_stacks(self) -> bool:
+        """SIGUSR1 to every serving process of this instance (docs/operations.md#stuck-workers);
+        True once the dumps are in the log."""
+        pids = [self.proc.pid]
+        with contextlib.suppress(OSError):
+            pids += [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
+        workers = pids[1:] or pids  # the supervisor itself does not handle SIGUSR1
+        for pid in workers:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.log.read_text(errors="replace").count("stack dump (SIGUSR1)") >= len(workers):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def log_tail(self, lines: int = 60) -> str:
+        kept = [ln for ln in self.log.read_text(errors="replace").splitlines() if '"polyroute.access"' not in ln]
+        return "\n".join(kept[-lines:])
 
 
 def _ready(port: int) -> bool:

@@ -172,6 +172,27 @@ def test_sigterm_lets_an_open_stream_finish(openai_emulator: EmulatorServer, tmp
         access = [x for x in lines if x["logger"] == "polyroute.access" and x["path"] == "/v1/chat/completions"]
         assert access and access[-1]["status"] == 200 and access[-1]["stream"] is True
         assert "result_status" not in access[-1]
+        # Written although the process ends by the signal uvicorn raises again (before atexit).
+        assert lines[-1]["msg"] == f"Finished server process [{s.proc.pid}]"
+
+
+def test_sigusr1_logs_where_each_task_waits(openai_emulator: EmulatorServer, tmp_path: Path) -> None:
+    with serve(tmp_path, config(openai_emulator, tmp_path, KEY_ONE)) as s:
+        openai_emulator.enqueue(Behaviour(text="a b c", chunks=3, chunk_delay=2.0))
+        c = openai.OpenAI(base_url=s.base_url + "/v1", api_key=MASTER, max_retries=0)
+        it = iter(c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], stream=True))
+        next(it)  # the request's task is now parked on the upstream's next chunk
+        s.proc.send_signal(signal.SIGUSR1)
+        s.wait_until("the stack dump", lambda: "stack dump (SIGUSR1)" in s.log_text())
+        dump = next(
+            json.loads(line)["msg"] for line in s.log_text().splitlines() if "stack dump (SIGUSR1)" in line
+        )
+        assert "--- thread MainThread" in dump
+        # The streaming request's task, down to the frame of the gateway that awaits the upstream.
+        tasks = dump.split("--- task ")[1:]
+        assert any("polyroute/server/app.py" in t and "polyroute/routing/" in t for t in tasks), dump
+        list(it)
+        assert s.proc.poll() is None  # the dump does not disturb the worker
 
 
 def test_workers_reload_together_and_share_metrics(openai_emulator: EmulatorServer, tmp_path: Path) -> None:
