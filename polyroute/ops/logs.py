@@ -213,6 +213,7 @@ class EnqueueHandler(logging.handlers.QueueHandler):
             self.dropped += 1
 
 
+FLUSH_LIMIT = 2.0
 _listeners: list[logging.handlers.QueueListener] = []
 _handlers: list[EnqueueHandler] = []
 
@@ -257,11 +258,15 @@ def dropped_records() -> int:
 
 @atexit.register
 def flush_logs() -> None:
-    """Write the lines still queued (the shutdown messages) and stop the writer threads."""
+    """Write the lines still queued (the shutdown messages) and stop the writer threads; a stderr
+    nobody reads (a full pipe) gets FLUSH_LIMIT seconds, not the power to keep the process alive."""
     while _listeners:
         listener = _listeners.pop()
-        if listener._thread is not None:
-            listener.stop()
+        thread = listener._thread
+        if thread is not None:
+            listener.enqueue_sentinel()
+            thread.join(FLUSH_LIMIT)
+            listener._thread = None
 
 
 def resolve_format(cli: str | None, configured: str | None) -> str:

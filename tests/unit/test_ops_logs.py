@@ -128,6 +128,35 @@ def test_logging_never_waits_for_a_blocked_sink(isolated_logger: logging.Logger)
     assert len(lines) == 500 and json.loads(lines[-1])["msg"] == "line 499"
 
 
+def test_flush_at_exit_gives_a_blocked_sink_a_bounded_time(
+    isolated_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs, "FLUSH_LIMIT", 0.2)
+    monkeypatch.setattr(logs, "_listeners", [])  # only this test's writer thread is flushed
+    sink = BlockingStream()
+    isolated_logger.addHandler(make_handler("json", stream=sink))
+    isolated_logger.info("the last line")
+    assert sink.entered.wait(10)
+    flusher = threading.Thread(target=logs.flush_logs)
+    flusher.start()
+    flusher.join(10)
+    returned = not flusher.is_alive()
+    sink.release.set()
+    assert returned, "flush_logs waited for a sink nobody reads"
+    assert logs._listeners == []
+
+
+def test_flush_at_exit_writes_what_is_queued(isolated_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs, "_listeners", [])
+    out = io.StringIO()
+    isolated_logger.addHandler(make_handler("json", stream=out))
+    for i in range(200):
+        isolated_logger.info("line %d", i)
+    logs.flush_logs()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 200 and json.loads(lines[-1])["msg"] == "line 199"
+
+
 def test_full_queue_drops_and_counts_instead_of_waiting() -> None:
     import queue
 
