@@ -36,7 +36,7 @@ from polyroute.server.http import (
 log = logging.getLogger("polyroute.server")
 
 # Seconds the whole close may take after the requests (docs/operations.md#shutdown).
-CLOSE_LIMIT = 60.0
+CLOSE_LIMIT = 30.0
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
