@@ -1,4 +1,4 @@
-"""Paired A/B of polyroute source trees at concurrency 16: the CPU time a request costs.
+"""Paired A/B of polyroute source trees at concurrency 16 (or --connections): the CPU time a request costs.
 
     git worktree add /tmp/base HEAD~1
     .venv/bin/python bench/ops/paired.py base=/tmp/base new=.          # governed, ~2 min
@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--bare", action="store_true", help="no keys, limits or ledger")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=4.0, help="per wrk run")
+    ap.add_argument("--connections", type=int, default=16, help="wrk's concurrency")
     a = ap.parse_args()
     variants = [v.split("=", 1) for v in a.variants]
     body = payloads.chat_request()
@@ -54,17 +55,17 @@ def main() -> None:
             os.environ.pop("PYTHONPATH", None)
             samples: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in running}
             for _, r in running:  # warm-up
-                wrkrun.run(r.base + targets.CHAT, body, r.headers, 16, 2, "1")
+                wrkrun.run(r.base + targets.CHAT, body, r.headers, a.connections, 2, "1")
             for _ in range(a.rounds):
                 for name, r in running:
                     pids = procstat.tree(r.proc.pid)
                     c0 = procstat.cpu_seconds(pids)
-                    w = wrkrun.run(r.base + targets.CHAT, body, r.headers, 16, a.seconds, "1")
+                    w = wrkrun.run(r.base + targets.CHAT, body, r.headers, a.connections, a.seconds, "1")
                     c1 = procstat.cpu_seconds(pids)
                     if w.errors or not w.requests:
                         raise SystemExit(f"{name}: {w.errors} errors in {w.requests} requests")
                     samples[name].append(((c1 - c0) / w.requests * 1e6, w.rps))
-            print(f"{a.rounds} rounds of {a.seconds:g} s at c=16, {'bare' if a.bare else 'governed'}")
+            print(f"{a.rounds} rounds of {a.seconds:g} s at c={a.connections}, {'bare' if a.bare else 'governed'}")
             for name, r in running:
                 cpu = [s[0] for s in samples[name]]
                 rps = [s[1] for s in samples[name]]
