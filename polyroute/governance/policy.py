@@ -149,10 +149,15 @@ class Governance(Policy):
     def _index_prices(self) -> None:
         # Per model asked with no request options: the highest prices over it and its fallbacks,
         # which is what `estimate` needs, found once here rather than on every request.
-        self.asked_price = {}
-        for name, mc in self.cfg.models.items():
-            prices = [self.route_price.get(m, (0.0, 0.0)) for m in (name, *mc.fallbacks)]
-            self.asked_price[name] = (max(p[0] for p in prices), max(p[1] for p in prices))
+        self.asked_price = {name: self._highest_price([name, *mc.fallbacks]) for name, mc in self.cfg.models.items()}
+
+    def _highest_price(self, models: list[str]) -> tuple[float, float]:
+        """The highest per-token input and output prices over these routes (unknown ones: 0)."""
+        pin = pout = 0.0
+        for m in models:
+            ri, ro = self.route_price.get(m, (0.0, 0.0))
+            pin, pout = max(pin, ri), max(pout, ro)
+        return pin, pout
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -325,13 +330,7 @@ class Governance(Policy):
             out_rate = req.max_tokens or 0
             out_max = (req.max_tokens or self.gcfg.reserve_output_tokens) * max(1, req.n)
         price = self.asked_price.get(req.model) if req.options is None else None
-        if price is not None:
-            pin, pout = price
-        else:
-            pin = pout = 0.0
-            for m in self._candidate_models(req):
-                ri, ro = self.route_price.get(m, (0.0, 0.0))
-                pin, pout = max(pin, ri), max(pout, ro)
+        pin, pout = price if price is not None else self._highest_price(self._candidate_models(req))
         return tin + out_rate, out_max, tin * pin + out_max * pout
 
     def _candidate_models(self, req: t.ChatRequest | t.EmbeddingRequest) -> list[str]:

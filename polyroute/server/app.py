@@ -130,7 +130,7 @@ class App:
                     gc.collect()
                     gc.freeze()
                     # Each young collection walks every request still in flight; at c=64 with
-                    # governance on, the default 700 made that ~10% of the CPU (docs/performance.md).
+                    # governance on, the default 700 cost 7-9% of the CPU per request (docs/performance.md).
                     gc.set_threshold(GEN0_THRESHOLD, *gc.get_threshold()[1:])
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
